@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--data-dir", type=Path, default=None)
     show.add_argument("--schemas", action="append", default=[], metavar="DIR")
     show.set_defaults(func=cmd_schema_show)
+
+    from .security.cli import add_arguments as add_security_commands
+
+    add_security_commands(sub)
     return parser
 
 
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, ValueError) as exc:
         print(f"opencampaign: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -51,8 +51,16 @@ class Instance:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.storage.check()
         report = InitReport(statements=migrate.create_all(self.storage))
+        from .security.ims import TokenService
+        from .security.operators import Operators
+
+        operators = Operators(self.storage)
+        operators.ensure_default_groups()
         password = env.get(ADMIN_PASSWORD_ENV) or None
         report.admin_created, report.generated_password = self._ensure_admin(password)
+        if report.admin_created:
+            operators.grant(ADMIN_LOGIN, groups=["admin"])
+        TokenService(self.settings, self.storage).keys.ensure()
         report.replicated = replicate(self.storage)
         return report
 
