@@ -133,19 +133,21 @@ class Operators:
         now = now or _now()
         opts = self.options()
         t = self.operators
+        refused = False
         with self.storage.write(self.storage.home("xtk:operator")) as conn:
             row = conn.execute(sa.select(t).where(t.c.sName == login, t.c.iOperatorId != 0)).first()
-            if row is None:
+            if row is None or (row.tsBannedUntil is not None and row.tsBannedUntil > now):
                 verify_password(_DUMMY_HASH, password)  # same cost whether or not the login exists
-                raise LogonError()
-            if row.tsBannedUntil is not None and row.tsBannedUntil > now:
-                verify_password(_DUMMY_HASH, password)
-                raise LogonError()
-            if not verify_password(row.sPassword, password) or row.iDisabled:
+                refused = True
+            elif not verify_password(row.sPassword, password) or row.iDisabled:
+                # Recorded in this transaction, which must commit: raise only after it.
                 self._record_failure(conn, row, now, opts)
-                raise LogonError()
-            conn.execute(sa.update(t).where(t.c.iOperatorId == row.iOperatorId)
-                         .values(iFailedLogonCount=0, tsLastLogon=now))
+                refused = True
+            else:
+                conn.execute(sa.update(t).where(t.c.iOperatorId == row.iOperatorId)
+                             .values(iFailedLogonCount=0, tsLastLogon=now))
+        if refused:
+            raise LogonError()
         operator = self.load(login)
         assert operator is not None
         return operator
