@@ -1,0 +1,217 @@
+"""Result documents shaped as Campaign returns them (data-model.md §3.2, soap-protocol.md §7).
+
+`<recipient-collection><recipient email=".."><folder label=".."/></recipient></recipient-collection>`:
+rows are named after the schema, fields land where their xpath (or alias) says — attributes for
+`@x`, child elements for each element step, element text for text nodes such as memos.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+
+from ..schema.model import Enumeration
+from .values import format_value, js_number
+from .xmldata import get_text, read_memo
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_FAMILIES = {
+    **dict.fromkeys(("string", "memo", "html", "CDATA", "uuid"), "string"),
+    **dict.fromkeys(("byte", "short", "long", "int64"), "integer"),
+    **dict.fromkeys(("float", "double", "percent", "money", "timespan"), "float"),
+    "datetime": "datetime", "datetimetz": "datetime",
+}
+# Characters XML 1.0 cannot carry (control characters, lone surrogates) become U+FFFD: a value
+# read from a database must never make the document unserialisable.
+_SANITIZE = str.maketrans(dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000),
+                                         0xFFFE, 0xFFFF], "\ufffd"))
+_ESCAPE = str.maketrans({"&": "&amp;", "<": "&lt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+_ALIAS_RE = re.compile(rf"(?:\.\./)*(?:{_NAME}/)*(?:@{_NAME}|{_NAME})")
+
+
+@dataclass(frozen=True)
+class OutSpec:
+    """Where one selected value goes, relative to its row element."""
+
+    steps: tuple[str, ...]  # element steps below the row; leading ".." climb to the parent
+    name: str | None  # attribute name; None: the text of the element at `steps`
+    type: str  # XTK type used to format the value
+    enum: Enumeration | None = None
+    analyze: bool = False  # also <name>Name / <name>Label from the enumeration
+    xml: str | None = None  # the value is the row's mData memo; read this xpath from it
+
+
+def spec_from_xpath(xpath: str, xtk_type: str, **kw: Any) -> OutSpec:
+    """`@a` / `e/@a` / `../@a` / `e` (text element) -> OutSpec; ValueError when not a valid path."""
+    text = xpath.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if not _ALIAS_RE.fullmatch(text):
+        raise ValueError(f"'{xpath}' is not a valid output path (expected e.g. '@name', 'folder/@label', '../@n')")
+    *steps, last = text.split("/")
+    if last.startswith("@"):
+        return OutSpec(tuple(steps), last[1:], xtk_type, **kw)
+    if last == "..":
+        raise ValueError(f"'{xpath}' does not name a field")
+    return OutSpec((*steps, last), None, xtk_type, **kw)  # the text of element `last`
+
+
+def formatter(xtk_type: str) -> Callable[[Any], str]:
+    """format_cell specialised for one type, with fast paths for what drivers usually return
+    (shaping thousands of cells per page is the main cost of a select after the database)."""
+    family = _FAMILIES.get(xtk_type)
+
+    def generic(value: Any) -> str:
+        return format_cell(xtk_type, value)
+
+    if family == "string":
+        return lambda v: v.translate(_SANITIZE) if type(v) is str else generic(v)
+    if family == "integer":
+        return lambda v: str(v) if type(v) is int else generic(v)
+    if family == "float":
+        return lambda v: (str(int(v)) if v.is_integer() and abs(v) < 1e15 else js_number(v)) \
+            if type(v) is float else generic(v)
+    if family == "datetime":
+        return lambda v: (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}."
+                          f"{v.microsecond // 1000:03d}Z") if type(v) is datetime and v.tzinfo is None else generic(v)
+    return generic
+
+
+def format_cell(xtk_type: str, value: Any) -> str:
+    """Campaign's document text of a database value; tolerant of drivers' loose typing."""
+    if value is None:
+        return ""
+    try:
+        return format_value(xtk_type, value).translate(_SANITIZE)
+    except (ValueError, TypeError, OverflowError):
+        if isinstance(value, float):
+            return js_number(value)
+        return str(value).translate(_SANITIZE)
+
+
+def target_element(row: etree._Element, steps: tuple[str, ...]) -> etree._Element:
+    node = row
+    for step in steps:
+        if step == "..":
+            parent = node.getparent()
+            node = parent if parent is not None else node
+            continue
+        child = node.find(step)
+        if child is None:
+            child = etree.SubElement(node, step)
+        node = child
+    return node
+
+
+def put(row: etree._Element, spec: OutSpec, raw: Any, fmt: Callable[[Any], str] | None = None) -> None:
+    if fmt is not None:
+        text = fmt(raw)
+    elif spec.xml is not None:
+        text = get_text(read_memo(raw), spec.xml) or ""
+    else:
+        text = format_cell(spec.type, raw)
+    if spec.name is None:
+        if text:  # a null or empty text node gives no element
+            target_element(row, spec.steps).text = text
+        return
+    node = target_element(row, spec.steps)
+    node.set(spec.name, text)
+    if spec.analyze and spec.enum is not None:
+        found = spec.enum.by_value(text)
+        if found is not None:
+            node.set(f"{spec.name}Name", found.name)
+            node.set(f"{spec.name}Label", found.label)
+
+
+_Field = tuple[int, str, Callable[[Any], str], Enumeration | None]
+
+
+class RowShaper:
+    """Builds row elements: the attributes of the row and of its one-level child elements in one
+    lxml call each (in select order), the rest (text nodes, deeper or `..` paths) through put()."""
+
+    def __init__(self, row_name: str, outputs: list[tuple[int, OutSpec]]):
+        self.row_name = row_name
+        self.flat: list[_Field] = []
+        self.children: dict[str, list[_Field]] = {}
+        # child-level work in select order: a tag (its attribute group) or a put()
+        self.rest: list[str | tuple[int, OutSpec, Callable[[Any], str]]] = []
+        self._memo: tuple[Any, etree._Element | None] = (None, None)
+        for index, spec in outputs:
+            fmt = self._memo_reader(spec.xml) if spec.xml is not None else formatter(spec.type)
+            field = (index, spec.name or "", fmt, spec.enum if spec.analyze else None)
+            if spec.name is None or len(spec.steps) > 1 or spec.steps[:1] == ("..",):
+                self.rest.append((index, spec, fmt))
+            elif not spec.steps:
+                self.flat.append(field)
+            else:
+                if spec.steps[0] not in self.children:
+                    self.rest.append(spec.steps[0])
+                self.children.setdefault(spec.steps[0], []).append(field)
+
+    def _memo_reader(self, xpath: str) -> Callable[[Any], str]:
+        def read(raw: Any) -> str:
+            if self._memo[0] is not raw:  # several fields of one row share one parse
+                self._memo = (raw, read_memo(raw))
+            return get_text(self._memo[1], xpath) or ""
+
+        return read
+
+    @staticmethod
+    def _attrib(fields: list[_Field], row: Any) -> dict[str, str]:
+        attrib: dict[str, str] = {}
+        for index, name, fmt, enum in fields:
+            attrib[name] = text = fmt(row[index])
+            if enum is not None:
+                found = enum.by_value(text)
+                if found is not None:
+                    attrib[f"{name}Name"], attrib[f"{name}Label"] = found.name, found.label
+        return attrib
+
+    def collection(self, root_tag: str, rows: list[Any]) -> etree._Element:
+        """`<root_tag>` holding one element per row. When every value is an attribute of the row
+        or of a one-level child, the document is written as text and parsed once (lxml's parser
+        is several times faster than building elements one call at a time)."""
+        if all(isinstance(work, str) for work in self.rest):
+            parts = [f"<{root_tag}>", *(self._row_text(row) for row in rows), f"</{root_tag}>"]
+            try:
+                return etree.fromstring("".join(parts))
+            except (etree.XMLSyntaxError, ValueError):  # e.g. a value beyond libxml2's size limits
+                pass
+        root = etree.Element(root_tag)
+        for row in rows:
+            self.element(root, row)
+        return root
+
+    def _row_text(self, row: Any) -> str:
+        children = "".join(f"<{tag}{_attributes(self._attrib(self.children[tag], row))}/>" for tag in self.rest)
+        attributes = _attributes(self._attrib(self.flat, row))
+        if children:
+            return f"<{self.row_name}{attributes}>{children}</{self.row_name}>"
+        return f"<{self.row_name}{attributes}/>"
+
+    def element(self, parent: etree._Element, row: Any) -> etree._Element:
+        elem = etree.SubElement(parent, self.row_name, self._attrib(self.flat, row))
+        for work in self.rest:
+            if isinstance(work, str):
+                found = elem.find(work)
+                if found is None:
+                    etree.SubElement(elem, work, self._attrib(self.children[work], row))
+                else:
+                    found.attrib.update(self._attrib(self.children[work], row))
+            else:
+                put(elem, work[1], row[work[0]], work[2])
+        return elem
+
+
+def _attributes(attrib: dict[str, str]) -> str:
+    return "".join(f' {name}="{value.translate(_ESCAPE)}"' for name, value in attrib.items())
+
+
+def count_document(schema_name: str, count: int) -> etree._Element:
+    return etree.Element(schema_name, count=str(count))
