@@ -1,0 +1,194 @@
+"""From a parsed SOAP request to the reply bytes: route, authenticate, decode, call, encode.
+
+Routing follows soap-protocol.md §4.3: `ns:name#Method` is a method of schema `ns:name` (its own
+`<methods>` or an interface it declares); `iface|ns:name#Method` is a method of interface
+`iface` (e.g. `xtk:persist`) called on an object of schema `ns:name`. Parameters are positional:
+`<sessiontoken>` first, then `<document>` (the object) for non-static methods, then the inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+from ..context import CallContext
+from ..methods.registry import REGISTRY, MethodCall, MethodRegistry
+from ..schema.model import Method, Schema
+from ..schema.registry import SchemaRegistry
+from ..security.services import TokenError, security_for
+from ..security.sessions import SessionStore
+from . import codec
+from .envelope import SoapRequest, build_response, namespace_urn
+from .faults import RATE_LIMITED, READING_PARAMETERS, SoapFault, from_exception, not_defined, session_invalid
+
+_SCHEMA_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*:[A-Za-z][A-Za-z0-9_]*")
+_METHOD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Action:
+    urn: str  # as sent: "xtk:session", "xtk:persist|nms:delivery"
+    method: str  # as sent (the reply element is named after it)
+
+    @property
+    def interface(self) -> str | None:
+        return self.urn.split("|", 1)[0] if "|" in self.urn else None
+
+    @property
+    def object_schema(self) -> str:
+        return self.urn.split("|", 1)[1] if "|" in self.urn else self.urn
+
+
+def parse_action(text: str) -> Action | None:
+    """`urn#Method` from a SOAPAction value (quotes and spaces tolerated), None if malformed."""
+    value = text.strip().strip('"').strip()
+    urn, sep, method = value.rpartition("#")
+    if not sep or not _METHOD.fullmatch(method):
+        return None
+    parts = urn.split("|")
+    if len(parts) > 2 or not all(_SCHEMA_ID.fullmatch(p) for p in parts):
+        return None
+    return Action(urn, method)
+
+
+def action_from_body(request: SoapRequest) -> Action | None:
+    namespace = namespace_urn(request.namespace)
+    if namespace.startswith("urn:"):
+        return parse_action(f"{namespace[4:]}#{request.method}")
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    schema: Schema  # the object schema
+    method: Method
+
+
+def _by_name(methods: list[Method], name: str, interface: str | None = None) -> Method | None:
+    pool = [m for m in methods if interface is None or m.interface == interface]
+    exact = next((m for m in pool if m.name == name), None)
+    return exact or next((m for m in pool if m.name.lower() == name.lower()), None)
+
+
+def resolve_target(registry: SchemaRegistry, action: Action) -> Target:
+    schema = registry.find(action.object_schema)
+    if schema is None:
+        raise not_defined(action.method, action.urn)
+    iface = action.interface
+    if iface is None:
+        method = _by_name(schema.methods, action.method)
+        if method is None and schema.implements:  # `nms:delivery#NewInstance`: inherited interface method
+            parent = registry.find(schema.implements)
+            method = _by_name(parent.methods, action.method) if parent else None
+        if method is None:
+            raise not_defined(action.method, action.urn)
+        return Target(schema, method)
+    iface_name = iface.split(":", 1)[1]
+    declared = _by_name(schema.methods, action.method, iface_name)
+    iface_schema = registry.find(iface)
+    inherited = _by_name(iface_schema.methods, action.method, iface_name) if iface_schema else None
+    implements = schema.implements == iface or declared is not None
+    method = declared or inherited
+    if method is None or not implements:
+        raise not_defined(action.method, action.urn)
+    return Target(schema, method)
+
+
+@dataclass
+class Credentials:
+    bearer: str = ""
+    session: str = ""
+    security: str = ""
+
+
+def credentials(headers: Any, cookies: dict[str, str], request: SoapRequest) -> Credentials:
+    """Tokens from every place clients put them (soap-protocol.md §1.2), first non-empty wins."""
+    auth = headers.get("authorization", "")
+    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    header_cookie = ""
+    for part in request.header.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "__sessiontoken":
+            header_cookie = value.strip()
+    body_token = ""
+    if request.params and etree.QName(request.params[0]).localname.lower() in ("sessiontoken", "__sessiontoken"):
+        body_token = (request.params[0].text or "").strip()
+    session = (headers.get("x-session-token", "").strip() or header_cookie or body_token
+               or cookies.get("__sessiontoken", "").strip())
+    security = headers.get("x-security-token", "").strip() or request.header.get("x-security-token", "")
+    return Credentials(bearer=bearer, session=session, security=security)
+
+
+@dataclass
+class Dispatcher:
+    instance: Any
+    store: SessionStore
+    methods: MethodRegistry = field(default=REGISTRY)
+
+    def authenticate(self, creds: Credentials, method: Method) -> tuple[CallContext, str]:
+        """The caller; anonymous methods run anonymously when the credentials are unusable."""
+        anonymous_ok = (method.access or "").strip() == "anonymous"
+        if creds.bearer:
+            try:
+                return security_for(self.instance).bearer_context(creds.bearer), creds.bearer
+            except TokenError as exc:
+                if anonymous_ok:
+                    return CallContext(), ""
+                raise session_invalid(f"the bearer token was refused: {exc.description}") from None
+        if creds.session:
+            session = self.store.resolve(creds.session, creds.security)
+            if session is not None:
+                return session.context(), creds.session
+            if anonymous_ok:
+                return CallContext(), ""
+            raise session_invalid("" if creds.security else "the security token (X-Security-Token) is missing")
+        return CallContext(), ""
+
+    def dispatch(self, request: SoapRequest, action: Action, creds: Credentials,
+                 extras: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        """The reply envelope and the HTTP headers to send with it (RateLimit-*)."""
+        request_id = extras.get("request-id", "")
+        target = resolve_target(self.instance.registry, action)
+        method = target.method
+        ctx, token = self.authenticate(creds, method)
+        decision = security_for(self.instance).hit(ctx, f"{target.schema.id}#{method.name}",
+                                                   extras.get("remote-addr", ""))
+        if not decision.allowed:
+            raise SoapFault(RATE_LIMITED, f"Too many requests: the limit of {decision.limit} calls per second "
+                            f"to '{target.schema.id}#{method.name}' is reached. Retry in "
+                            f"{max(1, decision.reset_seconds)} s.", status=429, headers=decision.headers())
+        params = request.params[1:]  # the first one is always the session token
+        this = None
+        try:
+            if not method.static:
+                if not params:
+                    raise ValueError("the object (<document>) of a non-static method is missing")
+                this = codec.first_child(params[0])
+                if this is None:
+                    raise ValueError("the object (<document>) of a non-static method is empty")
+                params = params[1:]
+            values = codec.decode_inputs(method, params)
+        except ValueError as exc:
+            raise SoapFault(READING_PARAMETERS, f"Error while reading parameters of method '{method.name}' of "
+                            f"service '{action.urn}'.", [str(exc)]) from None
+        call = MethodCall(instance=self.instance, ctx=ctx, schema=target.schema, method=method, this=this,
+                          params=values, headers={**extras, "session-token": token, "urn": action.urn})
+        try:
+            result = self.methods.call(call)
+            outputs = codec.encode_outputs(method, result.outputs)
+            if not method.static and result.this is not None:
+                outputs.insert(0, codec.encode_entity(result.this))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a fault
+            dialect = self._dialect(target.schema)
+            raise from_exception(exc, method.name, action.urn, request_id, dialect) from None
+        return build_response(action.method, target.schema.id, outputs), decision.headers()
+
+    def _dialect(self, schema: Schema) -> str:
+        storage = self.instance.storage
+        try:
+            return storage.dialect(storage.home(schema.id)) if schema.has_table else storage.dialect("local")
+        except Exception:  # noqa: BLE001 - only used to word a message
+            return ""

@@ -1,0 +1,61 @@
+"""A request id for every HTTP request, in the logs and echoed in `x-request-id`.
+
+The client's `x-request-id` (acc-js-sdk sends one with `enableRequestIdHeader`) is kept when it is
+reasonable; otherwise a new one is drawn. Transports add what they know (SOAP action, fault code)
+to `scope["state"]["log"]`, and one line per request is logged when the response starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+log = logging.getLogger("opencampaign.http")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1").strip()
+            if _SAFE_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestLog:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware, and it does not buffer bodies)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id_of(scope.get("headers", []))
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        extra: dict[str, str] = {}
+        state["log"] = extra
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode("latin-1")))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                details = "".join(f" {k}={v}" for k, v in extra.items())
+                log.info("rid=%s %s %s %d %.1fms%s", rid, scope.get("method", ""), scope.get("path", ""), status,
+                         (time.perf_counter() - start) * 1000, details)
