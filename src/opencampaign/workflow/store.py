@@ -1,0 +1,205 @@
+"""Durable workflow state in the local database: workflows, tasks, events, logs and leases.
+
+The lease table (`XtkWorkflowLease`, engine-private) holds one row per started workflow: the
+worker owning it, until when, and when it next needs attention. Ownership changes only through a
+conditional UPDATE, so two workers never run the same workflow (hence the same task).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from lxml import etree
+
+from ..schema.ddl import physical
+from ..xmlsafe import parse_xml
+from . import model
+
+LEASE_TABLE = "XtkWorkflowLease"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def utcnow() -> datetime:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def memo_vars(memo: str | None, child: str) -> dict[str, str]:
+    if not memo:
+        return {}
+    root = parse_xml(memo, source="mData")
+    elem = root if root.tag == child else root.find(child)
+    return dict(elem.attrib) if elem is not None else {}
+
+
+def vars_memo(root_tag: str, child: str, values: dict[str, Any]) -> str | None:
+    if not values:
+        return None
+    root = etree.Element(root_tag)
+    sub = etree.SubElement(root, child)
+    for key, value in values.items():
+        if value is not None:
+            sub.set(key, model._text(value))
+    return etree.tostring(root, encoding="unicode")
+
+
+class Store:
+    def __init__(self, storage: Any):
+        self.storage = storage
+        self.role = storage.home("xtk:workflow")
+        self.engine: sa.Engine = storage.engine(self.role)
+        self.wf = storage.table("xtk:workflow", self.role)
+        self.task = storage.table("xtk:workflowTask", self.role)
+        self.event = storage.table("xtk:workflowEvent", self.role)
+        self.log_t = storage.table("xtk:workflowLog", self.role)
+        dialect = self.engine.dialect.name
+        md = sa.MetaData()
+        p = lambda n: physical(n, dialect)  # noqa: E731
+        self.lease = sa.Table(
+            p(LEASE_TABLE), md,
+            sa.Column(p("iWorkflowId"), sa.Integer, primary_key=True, autoincrement=False, key="id"),
+            sa.Column(p("sOwner"), sa.String(128), key="owner"),
+            sa.Column(p("iExpires"), sa.BigInteger, nullable=False, default=0, key="expires"),
+            sa.Column(p("iWake"), sa.BigInteger, key="wake"),  # epoch ms; NULL = nothing due
+            sa.Column(p("iStartedById"), sa.Integer, key="started_by_id"),
+            sa.Column(p("sStartedBy"), sa.String(64), key="started_by"),
+            sa.Column(p("iTaskSeq"), sa.Integer, nullable=False, default=0, key="seq"),
+        )
+        md.create_all(self.engine, checkfirst=True)
+
+    def write(self) -> Any:
+        return self.storage.write(self.role)
+
+    def new_ids(self, schema_id: str, count: int) -> list[int]:
+        schema = self.storage.registry.get(schema_id)
+        return self.storage.sequences.next_ids(schema.pk_sequence or "XtkNewId", count)
+
+    # -- workflows ---------------------------------------------------------------------------
+    def find(self, ref: str | int) -> dict[str, Any] | None:
+        w = self.wf
+        text = str(ref).strip()
+        cond = w.c.iWorkflowId == int(text) if text.isdigit() else w.c.sInternalName == text
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(w).where(cond, w.c.iWorkflowId != 0)).mappings().first()
+        return dict(row) if row else None
+
+    def get(self, wid: int) -> dict[str, Any]:
+        row = self.find(wid)
+        if row is None:
+            raise KeyError(wid)
+        return row
+
+    def list(self) -> list[dict[str, Any]]:
+        w = self.wf
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(w.c.iWorkflowId, w.c.sInternalName, w.c.sLabel, w.c.iState, w.c.iFailed,
+                                          w.c.tsLastStart, w.c.tsLastEnd)
+                                .where(w.c.iWorkflowId != 0).order_by(w.c.sInternalName)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def update_wf(self, conn: sa.Connection, wid: int, **values: Any) -> int:
+        return conn.execute(sa.update(self.wf).where(self.wf.c.iWorkflowId == wid).values(**values)).rowcount
+
+    def set_instance_vars(self, conn: sa.Connection, wid: int, memo: str | None, values: dict[str, Any]) -> None:
+        root = parse_xml(memo, source="workflow mData") if memo else etree.Element("workflow")
+        for old in root.findall("variables"):
+            root.remove(old)
+        var = etree.SubElement(root, "variables")
+        for key, value in values.items():
+            var.set(key, model._text(value))
+        self.update_wf(conn, wid, mData=etree.tostring(root, encoding="unicode"))
+
+    # -- log ---------------------------------------------------------------------------------
+    def log(self, conn: sa.Connection | None, wid: int, message: str, *, activity: str = "",
+            level: int = model.LOG_INFO, task_id: int = 0) -> None:
+        values = {"iWorkflowLogId": self.new_ids("xtk:workflowLog", 1)[0], "tsLog": utcnow(),
+                  "iLogType": level, "sActivity": activity[:64], "mMessage": message,
+                  "iWorkflowId": wid, "iTaskId": task_id}
+        if conn is not None:
+            conn.execute(sa.insert(self.log_t).values(values))
+            return
+        with self.write() as own:
+            own.execute(sa.insert(self.log_t).values(values))
+
+    def logs(self, wid: int, after: int = 0) -> list[dict[str, Any]]:
+        t = self.log_t
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.iWorkflowId == wid, t.c.iWorkflowLogId > after)
+                                .order_by(t.c.iWorkflowLogId)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def tasks(self, wid: int) -> list[dict[str, Any]]:
+        t = self.task
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.iWorkflowId == wid).order_by(t.c.iWorkflowTaskId)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- leases ------------------------------------------------------------------------------
+    def ensure_lease_row(self, conn: sa.Connection, wid: int, *, wake: int | None, started_by: tuple[int, str] | None
+                         ) -> None:
+        lt = self.lease
+        values: dict[str, Any] = {"wake": wake}
+        if started_by is not None:
+            values.update(started_by_id=started_by[0], started_by=started_by[1])
+        if conn.execute(sa.update(lt).where(lt.c.id == wid).values(**values)).rowcount == 0:
+            conn.execute(sa.insert(lt).values(id=wid, owner=None, expires=0, seq=0, **values))
+
+    def wake(self, conn: sa.Connection, wid: int, at: int | None = None) -> None:
+        self.ensure_lease_row(conn, wid, wake=now_ms() if at is None else at, started_by=None)
+
+    def candidates(self, limit: int = 50) -> list[int]:
+        """Workflows needing a worker now and not leased by a live worker."""
+        w, lt, now = self.wf, self.lease, now_ms()
+        requested = w.c.iState.in_([model.START_REQUESTED, model.PAUSE_REQUESTED, model.RESUME_REQUESTED,
+                                    model.STOP_REQUESTED])
+        due = sa.and_(w.c.iState == model.STARTED, lt.c.wake.is_not(None), lt.c.wake <= now)
+        query = (sa.select(w.c.iWorkflowId).select_from(w.join(lt, lt.c.id == w.c.iWorkflowId))
+                 .where(sa.or_(requested, due), sa.or_(lt.c.owner.is_(None), lt.c.expires < now))
+                 .order_by(lt.c.wake).limit(limit))
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+    def acquire(self, wid: int, owner: str, ttl_ms: int) -> bool:
+        lt, now = self.lease, now_ms()
+        with self.write() as conn:
+            return conn.execute(
+                sa.update(lt).where(lt.c.id == wid, sa.or_(lt.c.owner.is_(None), lt.c.expires < now, lt.c.owner == owner))
+                .values(owner=owner, expires=now + ttl_ms)).rowcount == 1
+
+    def renew(self, conn: sa.Connection, wid: int, owner: str, ttl_ms: int) -> bool:
+        lt = self.lease
+        return conn.execute(sa.update(lt).where(lt.c.id == wid, lt.c.owner == owner)
+                            .values(expires=now_ms() + ttl_ms)).rowcount == 1
+
+    def release(self, wid: int, owner: str, wake: int | None) -> None:
+        lt = self.lease
+        with self.write() as conn:
+            conn.execute(sa.update(lt).where(lt.c.id == wid, lt.c.owner == owner)
+                         .values(owner=None, expires=0, wake=wake))
+
+    def lease_row(self, wid: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.lease).where(self.lease.c.id == wid)).mappings().first()
+        return dict(row) if row else None
+
+    # -- events ------------------------------------------------------------------------------
+    def post_event(self, conn: sa.Connection, wid: int, activity: str, transition: str, values: dict[str, Any], *,
+                   source: str, complete: bool = False, task_id: int = 0) -> int:
+        eid = self.new_ids("xtk:workflowEvent", 1)[0]
+        conn.execute(sa.insert(self.event).values(
+            iWorkflowEventId=eid, sActivity=activity, sTransition=transition, iStatus=model.EV_PENDING,
+            sSource=source, iComplete=1 if complete else 0, tsCreated=utcnow(), iWorkflowId=wid, iTaskId=task_id,
+            mData=vars_memo("workflowEvent", "vars", values)))
+        return eid
+
+    def pending_events(self, conn: sa.Connection, wid: int) -> list[dict[str, Any]]:
+        e = self.event
+        rows = conn.execute(sa.select(e).where(e.c.iWorkflowId == wid, e.c.iStatus == model.EV_PENDING)
+                            .order_by(e.c.iWorkflowEventId)).mappings().all()
+        return [dict(r) for r in rows]

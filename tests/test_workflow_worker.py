@@ -1,0 +1,151 @@
+"""Worker: leases, take-over after a crash (a real subprocess killed with SIGKILL), concurrency."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from opencampaign.context import INTERNAL
+from opencampaign.instance import Instance
+from opencampaign.workflow import commands, model
+from opencampaign.workflow.store import Store
+from opencampaign.workflow.worker import Worker, wait_idle
+
+from .workflow_helpers import ENV, add_recipients, log_text, new_instance, write_workflow
+
+WORKER = ("import argparse, sys\n"
+          "from opencampaign.workflow.cli import add_arguments\n"
+          "p = argparse.ArgumentParser(); add_arguments(p.add_subparsers())\n"
+          "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n")
+N = 20000
+
+
+def spawn(data_dir: Path, **env: str) -> subprocess.Popen:
+    full = {**os.environ, **ENV, "OPENCAMPAIGN_WORKFLOW__LEASE_SECONDS": "2", **env}
+    return subprocess.Popen([sys.executable, "-c", WORKER, "worker", "--data-dir", str(data_dir), "--threads", "1"],
+                            env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def prepare(tmp_path: Path, batch: str) -> Path:
+    data = tmp_path / "crash"
+    inst = new_instance(data)
+    add_recipients(inst, N)
+    write_workflow(inst, "crashy",
+                   '<start name="start"><transitions><i name="i" target="q"/></transitions></start>'
+                   '<query name="q" schema="nms:recipient"><where><condition expr="@id &gt;= 1000"/></where>'
+                   '<transitions><r name="r" target="upd"/></transitions></query>'
+                   f'<updateData name="upd" schema="nms:recipient" batchSize="{batch}">'
+                   '<field dest="@gender" expr="@gender + 3"/><transitions><r name="r" target="end"/></transitions>'
+                   '</updateData><end name="end"/>')
+    commands.start(inst, "crashy", INTERNAL)
+    inst.close()
+    return data
+
+
+def finish_and_check(data: Path) -> str:
+    second = spawn(data)
+    local = Instance.open(data, environ=ENV)  # local database only while the worker owns the cloud one
+    try:
+        wait_for(lambda: commands.find(local, "crashy")["iState"] == model.FINISHED, 90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+        if second.poll() is None:
+            second.kill()
+    text = log_text(local, "crashy")
+    with local.storage.engine("cloud").connect() as conn:
+        genders = dict(conn.exec_driver_sql(
+            "SELECT iGender >= 6, count(*) FROM NmsRecipient WHERE iRecipientId >= 1000 GROUP BY 1").all())
+    local.close()
+    assert genders == {False: N}, genders  # every row updated exactly once (gender + 3, never + 6)
+    assert commands.find(Instance.open(data, environ=ENV), "crashy")["iFailed"] == 0
+    return text
+
+
+def test_sigkill_during_update_data_never_applies_a_batch_twice(tmp_path: Path) -> None:
+    data = prepare(tmp_path, "2000")
+    first = spawn(data, OPENCAMPAIGN_WORKFLOW_TEST_BATCH_PAUSE="0.3")
+    local = Instance.open(data, environ=ENV)
+    wait_for(lambda: "Batch 3/10 committed" in log_text(local, "crashy"))
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    local.close()
+    text = finish_and_check(data)
+    assert "Task interrupted: executed again" in text
+    assert "Batch 10/10 committed" in text
+    assert text.count("Batch 1/10 committed") == 1  # skipped, not applied again, after the take-over
+
+
+def test_sigkill_during_query_resumes_from_last_completed_task(tmp_path: Path) -> None:
+    data = prepare(tmp_path, "0")
+    first = spawn(data, OPENCAMPAIGN_WORKFLOW_TEST_TASK_PAUSE="q:30")
+    local = Instance.open(data, environ=ENV)
+    store = Store(local.storage)
+    wid = commands.find(local, "crashy")["iWorkflowId"]
+    wait_for(lambda: any(t["sActivity"] == "q" and t["iStatus"] == model.TASK_RUNNING for t in store.tasks(wid)))
+    time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    local.close()
+    text = finish_and_check(data)
+    assert "[q] Task interrupted: executed again" in text
+    assert text.count("[start] i: activated") == 1  # the completed start task did not run again
+    assert "[q] r: 20000 row(s)" in text
+
+
+def test_lease_is_exclusive_and_expires(tmp_path: Path) -> None:
+    inst = new_instance(tmp_path / "lease")
+    write_workflow(inst, "w", '<start name="start"/>')
+    commands.start(inst, "w", INTERNAL)
+    store = commands.store_of(inst)
+    wid = commands.find(inst, "w")["iWorkflowId"]
+    assert store.acquire(wid, "a", 300)
+    assert not store.acquire(wid, "b", 300)
+    time.sleep(0.4)
+    assert store.acquire(wid, "b", 10_000)  # expired: taken over
+    with store.write() as conn:
+        assert not store.renew(conn, wid, "a", 1000)  # the old owner is fenced off
+    store.release(wid, "b", None)
+    inst.close()
+
+
+def test_many_workflows_in_parallel_threads(tmp_path: Path) -> None:
+    inst = new_instance(tmp_path / "many")
+    add_recipients(inst, 100)
+    names = [f"small{i}" for i in range(30)]
+    for name in names:
+        write_workflow(inst, name, '<start name="start"><transitions><i name="i" target="q"/></transitions></start>'
+                       '<query name="q" schema="nms:recipient"><where><condition expr="@gender = 1"/></where>'
+                       '<transitions><r name="r" target="end"/></transitions></query><end name="end"/>')
+        commands.start(inst, name, INTERNAL)
+    worker = Worker(inst, threads=4)
+    worker.start()
+    try:
+        assert wait_idle(inst, names, timeout=60)
+    finally:
+        worker.stop()
+    store = commands.store_of(inst)
+    for name in names:
+        wid = commands.find(inst, name)["iWorkflowId"]
+        assert commands.find(inst, name)["iState"] == model.FINISHED
+        tasks = store.tasks(wid)
+        assert sorted(t["sActivity"] for t in tasks) == ["end", "q", "start"]  # each task ran once
+    with inst.storage.engine(store.role).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(store.lease).where(
+            store.lease.c.owner.is_not(None))).scalar() == 0
+    inst.close()
