@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--demo", action="store_true", help="load the demo data set (once)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (needs PostgreSQL databases; the embedded ones allow one process)")
+    p.add_argument("--no-workflow-worker", dest="workflow_worker", action="store_false",
+                   help="do not run workflows in this process (run `opencampaign worker` instead)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("updatedb", help="apply schema changes to the databases and print the SQL")
@@ -67,9 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--schemas", action="append", default=[], metavar="DIR")
     show.set_defaults(func=cmd_schema_show)
 
+    from .scripting.cli import add_arguments as add_script_commands
     from .security.cli import add_arguments as add_security_commands
+    from .workflow.cli import add_arguments as add_workflow_commands
 
     add_security_commands(sub)
+    add_script_commands(sub)
+    add_workflow_commands(sub)
     return parser
 
 

@@ -31,8 +31,9 @@ class XMLInputError(ValueError):
 
 def parse_xml(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, source: str = "") -> etree._Element:
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    if _DECLARATION.search(raw):
-        raise XMLInputError(f"{source or 'XML document'}: DTD and entity declarations are not allowed")
+    # Cheap pre-check before parsing; a declaration inside CDATA (HTML content) is a false alarm
+    # that the parsed tree settles below.
+    suspicious = _DECLARATION.search(raw) is not None
     try:
         root = etree.fromstring(raw, _PARSER)
     except etree.XMLSyntaxError as exc:
@@ -40,6 +41,10 @@ def parse_xml(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, source: 
         raise XMLInputError(f"{source or 'XML document'}: ({line}:{col}) {exc.msg}") from None
     if root is None:
         raise XMLInputError(f"{source or 'XML document'}: empty document")
+    if suspicious:
+        docinfo = root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            raise XMLInputError(f"{source or 'XML document'}: DTD and entity declarations are not allowed")
     _check_depth(root, max_depth, source)
     return root
 

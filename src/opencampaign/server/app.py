@@ -8,14 +8,22 @@ import threading
 from datetime import UTC, datetime
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
 from ..instance import Instance
+from ..methods.xtk_session import BUILD_NUMBER as SESSION_BUILD_NUMBER
+from ..rest.routes import routes as rest_routes
+from ..scripting.methods import register_js_methods
+from ..security.routes import routes as ims_routes
+from ..security.services import security_for
+from ..soap import RequestLog, soap_routes
+from ..workflow.rest import routes as workflow_routes
 
-BUILD_NUMBER = "9400"  # reported as Campaign's build by /r/test; clients only parse it
+BUILD_NUMBER = SESSION_BUILD_NUMBER  # reported as Campaign's build by /r/test and Logon; clients only parse it
 
 
 class DataModelPages:
@@ -74,7 +82,12 @@ def create_app(instance: Instance) -> Starlette:
         Route("/datamodel/{path:path}", datamodel),
         Route("/r/test", r_test),
     ]
-    app = Starlette(routes=routes)
+    register_js_methods(instance.registry)  # schema methods implemented by xtk:javascript libraries
+    routes += ims_routes(security_for(instance).tokens)
+    routes += workflow_routes(instance)
+    routes += rest_routes(instance)
+    routes = soap_routes(instance) + routes  # first: the SOAP router is the hot path, routes match in order
+    app = Starlette(routes=routes, middleware=[Middleware(RequestLog)])
     app.state.instance = instance
     return app
 
