@@ -253,6 +253,11 @@ def test_special_characters_in_values(inst: Instance) -> None:
         assert etree.fromstring(etree.tostring(out)).xpath("string(//@company)") == expected
 
 
+def test_repeated_alias_keeps_the_last_value(inst: Instance) -> None:
+    doc = where(cond("@id = 1002"), select='<node expr="@email" alias="@x"/><node expr="@firstName" alias="@x"/>')
+    assert text(q(inst, doc)) == '<recipient-collection><recipient x="Bob"/></recipient-collection>'
+
+
 def test_json_document(inst: Instance) -> None:
     doc = {"queryDef": {"schema": "nms:service", "operation": "select", "lineCount": 2,
                         "select": {"node": [{"expr": "@id"}, {"expr": "@name"}]},

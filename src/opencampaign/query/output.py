@@ -30,7 +30,15 @@ _FAMILIES = {
 # read from a database must never make the document unserialisable.
 _SANITIZE = str.maketrans(dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000),
                                          0xFFFE, 0xFFFF], "\ufffd"))
+_INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _ESCAPE = str.maketrans({"&": "&amp;", "<": "&lt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+_ESCAPE_RE = re.compile('[&<"\n\r\t]')
+
+
+def xml_text(text: str) -> str:
+    """`text` without the characters XML cannot carry (a regex search is much cheaper than a
+    translate when, as nearly always, there is nothing to replace)."""
+    return text.translate(_SANITIZE) if _INVALID_RE.search(text) else text
 _ALIAS_RE = re.compile(rf"(?:\.\./)*(?:{_NAME}/)*(?:@{_NAME}|{_NAME})")
 
 
@@ -70,7 +78,7 @@ def formatter(xtk_type: str) -> Callable[[Any], str]:
         return format_cell(xtk_type, value)
 
     if family == "string":
-        return lambda v: v.translate(_SANITIZE) if type(v) is str else generic(v)
+        return lambda v: xml_text(v) if type(v) is str else generic(v)
     if family == "integer":
         return lambda v: str(v) if type(v) is int else generic(v)
     if family == "float":
@@ -87,11 +95,11 @@ def format_cell(xtk_type: str, value: Any) -> str:
     if value is None:
         return ""
     try:
-        return format_value(xtk_type, value).translate(_SANITIZE)
+        return xml_text(format_value(xtk_type, value))
     except (ValueError, TypeError, OverflowError):
         if isinstance(value, float):
             return js_number(value)
-        return str(value).translate(_SANITIZE)
+        return xml_text(str(value))
 
 
 def target_element(row: etree._Element, steps: tuple[str, ...]) -> etree._Element:
@@ -177,23 +185,38 @@ class RowShaper:
         """`<root_tag>` holding one element per row. When every value is an attribute of the row
         or of a one-level child, the document is written as text and parsed once (lxml's parser
         is several times faster than building elements one call at a time)."""
-        if all(isinstance(work, str) for work in self.rest):
-            parts = [f"<{root_tag}>", *(self._row_text(row) for row in rows), f"</{root_tag}>"]
+        template = self._template()
+        if template is not None:
+            text, getters = template
+            parts = [f"<{root_tag}>"]
+            for row in rows:
+                parts.append(text.format(*[_escape(fmt(row[i])) for i, fmt in getters]))
+            parts.append(f"</{root_tag}>")
             try:
                 return etree.fromstring("".join(parts))
-            except (etree.XMLSyntaxError, ValueError):  # e.g. a value beyond libxml2's size limits
+            except (etree.XMLSyntaxError, ValueError):  # a repeated alias, a value beyond libxml2's limits...
                 pass
         root = etree.Element(root_tag)
         for row in rows:
             self.element(root, row)
         return root
 
-    def _row_text(self, row: Any) -> str:
-        children = "".join(f"<{tag}{_attributes(self._attrib(self.children[tag], row))}/>" for tag in self.rest)
-        attributes = _attributes(self._attrib(self.flat, row))
-        if children:
-            return f"<{self.row_name}{attributes}>{children}</{self.row_name}>"
-        return f"<{self.row_name}{attributes}/>"
+    def _template(self) -> tuple[str, list[tuple[int, Callable[[Any], str]]]] | None:
+        """The row as a format string with one slot per value, when every value is a plain
+        attribute of the row or of a one-level child (names are checked XML names)."""
+        if not all(isinstance(work, str) for work in self.rest):
+            return None
+        fields = [*self.flat, *(f for tag in self.rest for f in self.children[str(tag)])]
+        if any(enum is not None for *_, enum in fields):
+            return None
+
+        def attributes(group: list[_Field]) -> str:
+            return "".join(f' {name}="{{}}"' for _, name, _, _ in group)
+
+        children = "".join(f"<{tag}{attributes(self.children[str(tag)])}/>" for tag in self.rest)
+        head = f"<{self.row_name}{attributes(self.flat)}"
+        text = f"{head}>{children}</{self.row_name}>" if children else f"{head}/>"
+        return text, [(index, fmt) for index, _, fmt, _ in fields]
 
     def element(self, parent: etree._Element, row: Any) -> etree._Element:
         elem = etree.SubElement(parent, self.row_name, self._attrib(self.flat, row))
@@ -209,8 +232,8 @@ class RowShaper:
         return elem
 
 
-def _attributes(attrib: dict[str, str]) -> str:
-    return "".join(f' {name}="{value.translate(_ESCAPE)}"' for name, value in attrib.items())
+def _escape(value: str) -> str:
+    return value.translate(_ESCAPE) if _ESCAPE_RE.search(value) else value
 
 
 def count_document(schema_name: str, count: int) -> etree._Element:
