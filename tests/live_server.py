@@ -20,6 +20,7 @@ def free_port() -> int:
 
 class LiveServer:
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
+        self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCAMPAIGN_")}

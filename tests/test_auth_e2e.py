@@ -42,12 +42,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     (data / "opencampaign.toml").write_text('[limits.api]\n"xtk:session#GetServerTime" = 5\n')
     env = {"OPENCAMPAIGN_ADMIN_PASSWORD": PASSWORD}
     with LiveServer(data, "--demo", env=env) as live:
-        live.data_dir = data  # type: ignore[attr-defined]
         yield live
 
 
 def token_for(server: LiveServer, name: str, *groups: str) -> str:
-    args = ["account", "create", name, "--json", "--data-dir", str(server.data_dir)]  # type: ignore[attr-defined]
+    args = ["account", "create", name, "--json", "--data-dir", str(server.data_dir)]
     for group in groups:
         args += ["--group", group]
     created = json.loads(cli(*args).stdout)
@@ -101,7 +100,7 @@ def test_bearer_token_works_on_rest_and_rights_follow_the_groups(server: LiveSer
 
 def test_three_wrong_passwords_lock_the_account(server: LiveServer):
     env = {"OPENCAMPAIGN_OPERATOR_PASSWORD": "right-one"}
-    cli("operator", "create", "victim", "--data-dir", str(server.data_dir), env=env)  # type: ignore[attr-defined]
+    cli("operator", "create", "victim", "--data-dir", str(server.data_dir), env=env)
     client = SoapClient(server.url)
     for _ in range(3):
         assert client.logon("victim", "wrong").code == "XSV-350012"

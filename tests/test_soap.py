@@ -25,7 +25,6 @@ from opencampaign.soap import codec
 from .live_server import LiveServer
 
 ADMIN_PASSWORD = "soap-admin-pw"
-SCHEMAS = Path(__file__).parent / "node" / "schemas"
 ROUTER = "/nl/jsp/soaprouter.jsp"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -122,7 +121,7 @@ class SoapClient:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp("soap") / "instance"
-    with LiveServer(data, "--schemas", str(SCHEMAS), env={"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD}) as live:
+    with LiveServer(data, env={"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD}) as live:
         yield live
 
 

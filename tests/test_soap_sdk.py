@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .live_server import LiveServer
-from .test_soap import ADMIN_PASSWORD, SCHEMAS, SoapClient
+from .test_soap import ADMIN_PASSWORD, SoapClient
 
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -38,7 +38,7 @@ def node_modules() -> Path:
 @pytest.fixture(scope="module")
 def sdk_server(tmp_path_factory: pytest.TempPathFactory, node_modules: Path) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp("sdk") / "instance"
-    with LiveServer(data, "--schemas", str(SCHEMAS), env={"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD}) as live:
+    with LiveServer(data, env={"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD}) as live:
         seed = SoapClient(live.url)
         seed.logon()
         # Rows for the script's get / getIfExists / select on @name='a' (it reads before it writes).
@@ -58,11 +58,12 @@ def _node(args: list[str], server: LiveServer, extra: dict[str, str] | None = No
 
 
 def test_conformance_script_passes_all_29_steps(sdk_server: LiveServer):
-    # Step 28 (IMS bearer + sessionInfo) sends `Authorization: Bearer`; this server accepts its own session
-    # tokens there (IMS tokens come with another issue), so the bearer is the token of a fresh logon.
-    bearer = SoapClient(sdk_server.url)
-    bearer.logon()
-    result = _node(["conformance.js"], sdk_server, {"ACC_IMS_TOKEN": bearer.token})
+    # Step 28 (IMS bearer + sessionInfo) sends `Authorization: Bearer` with an access token of a technical
+    # account, obtained as a user would: CLI account, then POST /ims/token/v3.
+    from .test_auth_e2e import token_for
+
+    token = token_for(sdk_server, "conformance", "campaign - prod - admin")
+    result = _node(["conformance.js"], sdk_server, {"ACC_IMS_TOKEN": token})
     output = result.stdout + result.stderr
     assert "29/29 OK" in output, output
     assert result.returncode == 0, output

@@ -48,9 +48,8 @@ test("written rows are read back through select, get and count", async () => {
   assert.equal(updated.lastName, "Byron");
 });
 
-// TODO(query engine): selecting a text element (`desc`) must give `<desc>first</desc>` (soap-protocol.md §7);
-// query/output.py spec_from_xpath drops the element step and puts the text on the row. Remove `todo` once fixed.
-test("text elements come back as child elements", { todo: "query/output.py puts text-element values on the row" }, async () => {
+// Selecting a text element (`desc`) gives `<desc>first</desc>` (soap-protocol.md §7), i.e. `$desc` in SimpleJson.
+test("text elements come back as child elements", async () => {
   const rows = await query({ operation: "select", select: { node: [{ expr: "@email" }, { expr: "desc" }] },
     where: { condition: [{ expr: sdk.escapeXtk`@email = ${"deep1." + run + "@example.com"}` }] } });
   assert.equal(rows.recipient[0].$desc, "first");

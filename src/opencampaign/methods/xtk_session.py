@@ -40,7 +40,10 @@ def _now() -> datetime:
 
 def _require_session(call: MethodCall) -> Session:
     token = call.headers.get("session-token", "")
-    session = store_for(call.instance).resolve(token, None) if token else None
+    store = store_for(call.instance)
+    session = store.resolve(token, None) if token else None
+    if session is None and call.ctx.login:  # an IMS bearer token: the caller has no stored session
+        session = store.for_operator(call.ctx.login)
     if session is None:
         raise MethodError("XSV-350008", "Session has expired or is invalid. Please reconnect.", client=True)
     return session

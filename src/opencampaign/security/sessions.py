@@ -165,6 +165,15 @@ class SessionStore:
             conn.execute(sa.update(t).where(t.c.sToken == session.key).values(tsExpires=expires, tsLastActivity=now))
         return replace(session, expires=expires)
 
+    def for_operator(self, login: str, *, auth_type: str = "ims") -> Session | None:
+        """A session-shaped view of an operator who calls with a bearer token (no stored session)."""
+        operator = self.operators.load(login)
+        if operator is None or operator.disabled:
+            return None
+        return Session(key="", security_hash="", operator_id=operator.id, login=operator.name, label=operator.label,
+                       rights=operator.rights, groups=tuple(g for g, _ in operator.groups),
+                       expires=_now() + timedelta(seconds=self.ttl), auth_type=auth_type)
+
     def _load(self, key: str) -> Session | None:
         t = self.table
         op = self.storage.table("xtk:operator")
