@@ -662,3 +662,24 @@ def test_float_text_round_trips(value: float) -> None:
 @given(_TEXT)
 def test_initcap_is_idempotent(text: str) -> None:
     assert initcap(initcap(text)) == initcap(text)
+
+
+def test_nested_round_sql_grows_linearly() -> None:
+    """Round/Trunc/Sign use their argument once in SQL: 20 nested calls stay small on every dialect."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from opencampaign.query.expr.sql_functions import build_function_sql
+
+    dialects = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}
+    try:
+        import duckdb_engine
+
+        dialects["duckdb"] = duckdb_engine.Dialect()
+    except ImportError:  # pragma: no cover
+        pass
+    for name, dialect in dialects.items():
+        expr = sa.column("x", sa.Double)
+        for i in range(20):
+            expr = build_function_sql(("Round", "Trunc", "Sign")[i % 3], [expr + 1.5, sa.literal(2)][: 1 + (i % 3 < 2)], name)
+        assert len(str(expr.compile(dialect=dialect))) < 40_000, name

@@ -37,6 +37,7 @@ DATE_TYPES = frozenset({"date", "datetime", "datetimetz", "datetimenotz"})
 PREDICATE = "predicate"  # result of a comparison or a logical operator
 NULL = "null"
 MISSING_VARIABLE = "XTK-170006"  # Campaign's code for an expression whose parameter is missing
+LIFTED_PREFIX = "__oc_lift_"  # $(__oc_lift_N): a constant lifted out of a cached queryDef (querydef.py)
 MAX_SQL_NODES = 20_000  # elements of one expression's SQL, shared sub-trees counted each time
 _CHAINS = (BooleanClauseList, SqlTemplate)
 
@@ -205,6 +206,35 @@ class QueryScope:
     def not_empty_row(self) -> ColumnElement | None:
         """`R0.iXxxId <> 0`: Campaign's id-0 "empty" record is never a result."""
         return not_empty_row(self.schema, self.table)
+
+
+_ACCESSIBLE: dict[int, tuple[Schema, dict[str, str]]] = {}
+
+
+def accessible_if(schema: Schema) -> dict[str, str]:
+    """`{xpath: accessibleIf expression}` of the attributes of a schema that declare one (v8)."""
+    cached = _ACCESSIBLE.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    found: dict[str, str] = {}
+    xml = schema.compiled_xml
+    main = None
+    if xml is not None:
+        main = next((e for e in xml.findall("element") if e.get("name") == xml.get("name")), None)
+
+    def walk(element: Any, prefix: str) -> None:
+        for child in element:
+            if child.tag == "attribute" and child.get("accessibleIf") is not None:
+                found[f"{prefix}@{child.get('name')}"] = child.get("accessibleIf")
+            elif child.tag == "element" and child.get("type") != "link":
+                walk(child, f"{prefix}{child.get('name')}/")
+
+    if main is not None:
+        walk(main, "")
+    if len(_ACCESSIBLE) > 10_000:
+        _ACCESSIBLE.clear()
+    _ACCESSIBLE[id(schema)] = (schema, found)
+    return found
 
 
 def not_empty_row(schema: Schema, table: Any) -> ColumnElement | None:
@@ -405,6 +435,12 @@ class ExprCompiler:
         resolved = self._resolve(path, base, element=element)
         node, context = resolved.node, resolved.context
         if isinstance(node, Attribute):
+            if not self._accessible(context.schema, node):
+                if allow_xml:  # selected: blanked, as v8 does for a field the caller may not see
+                    return Typed(sa.null(), node.type)
+                raise CompileError(f"Field '{node.xpath}' of schema '{context.schema.full_label}' is not accessible "
+                                   f"(accessibleIf): it cannot be used in a condition, a sort, a grouping or a "
+                                   f"calculation")
             if node.expr is not None:
                 return self._calculated(node, context)
             enum = self._enumeration(node.enum)
@@ -419,6 +455,17 @@ class ExprCompiler:
                 return Typed(context.table.c[node.sqlname], text_type)
             return self._xml_value(node.xpath, text_type, context, allow_xml, None)
         raise CompileError(f"'{node.name}' is an element, not a value: use one of its fields")
+
+    def _accessible(self, schema: Schema, attr: Attribute) -> bool:
+        condition = accessible_if(schema).get(attr.xpath)
+        if condition is None:
+            return True
+        from ..security.conditions import is_true  # noqa: PLC0415 - security imports the expression package
+
+        try:
+            return is_true(condition, self.statement.ctx)
+        except Exception:  # noqa: BLE001 - an unevaluable condition hides the field
+            return False
 
     def _xml_value(self, xpath: str, xtk_type: str, context: RowContext, allow_xml: bool,
                    enum: Enumeration | None) -> Typed:
@@ -511,6 +558,9 @@ class ExprCompiler:
                 raise CompileError(f"Variable '{node.name}': {exc}") from None
         if value is None:
             return Typed(sa.null(), NULL, const=True)
+        if node.name.startswith(LIFTED_PREFIX):  # named: the plan cache rebinds it on every call
+            key = "oc_lift_" + node.name[len(LIFTED_PREFIX):]
+            return Typed(sa.bindparam(key, value, type_=sa_type(xtk_type)), xtk_type, const=True, value=value)
         return _literal(value, xtk_type)
 
     def _unary(self, node: ast.Unary, operand: Typed) -> Typed:

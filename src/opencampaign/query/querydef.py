@@ -10,6 +10,10 @@ whole page (never one per row). Decisions are documented in docs/querydef.md.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +26,14 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 from ..context import CallContext
 from ..schema.model import Element, Schema
 from ..schema.registry import SchemaRegistry
+from ..security.conditions import access_denied
+from ..storage.engines import read_connection
 from ..storage.placement import CLOUD, LOCAL
 from ..storage.storage import Storage
 from ..xmlsafe import XMLInputError, parse_xml
 from . import errors
 from .compile_expr import (
+    LIFTED_PREFIX,
     ExprCompiler,
     QueryScope,
     RowContext,
@@ -37,6 +44,7 @@ from .compile_expr import (
 )
 from .expr import ast
 from .expr.errors import ExpressionError
+from .expr.lexer import T, tokenize
 from .output import OutSpec, RowShaper, count_document, spec_from_xpath, target_element
 from .simplejson import RepresentationError, json_document_to_xml
 
@@ -261,6 +269,8 @@ class _Level:
         self.order_by: list[Any] = []
         self.distinct = False
         self.shaper: RowShaper | None = None
+        if query.read_denied(schema):  # readAccess sysFilter: Campaign appends FALSE to the where
+            self.filters.append(sa.false())
 
     # -- columns
     def add_column(self, sql: Any, prefix: str = "c") -> int:
@@ -488,7 +498,19 @@ class _Query:
         self.registry = registry
         self.default_line_count = default_line_count
         self.max_expression_length = max_expression_length
+        self._denied: dict[str, bool] = {}
         self.use_role(storage.home(schema.id))
+
+    def read_denied(self, schema: Schema) -> bool:
+        """The schema's `<sysFilter name="readAccess">` hides every row from this caller."""
+        denied = self._denied.get(schema.id)
+        if denied is None:
+            try:
+                denied = access_denied(schema.compiled_xml, "readAccess", self.ctx)
+            except Exception:  # noqa: BLE001 - an unevaluable filter denies access
+                denied = True
+            self._denied[schema.id] = denied
+        return denied
 
     def use_role(self, role: str) -> None:
         self.role = role
@@ -637,15 +659,22 @@ class _Query:
         return level.select(limit=limit, offset=qd.start_line)
 
     # -- running
-    def run(self) -> etree._Element:
+    def run(self, params: dict[str, Any] | None = None) -> etree._Element:
         level, statement = self.plan()
+        return self.run_planned(level, statement, params)
+
+    def run_planned(self, level: _Level, statement: sa.Select, params: dict[str, Any] | None = None,
+                    compiled: dict[str, Any] | None = None) -> etree._Element:
+        """Run a planned statement; `params` rebinds lifted constants, `compiled` caches the
+        statement compiled for its engine (plan cache)."""
         engine = self.storage.engine(self.role)
         try:
-            with engine.connect() as conn:
-                _case_sensitive_like(conn)
+            # One statement (no sub-select): no transaction round trip, the statement is atomic.
+            with read_connection(engine, autocommit=not level.collections) as conn:
+                result = _execute(conn, statement, params or {}, compiled)
                 if self.qd.operation == "count":
-                    return count_document(self.schema.name, int(conn.execute(statement).scalar() or 0))
-                rows = conn.execute(statement).all()
+                    return count_document(self.schema.name, int(result.scalar() or 0))
+                rows = result.all()
                 if self.qd.operation == "select":
                     root = level.collection(f"{self.schema.name}-collection", rows)
                     elements = list(root)
@@ -713,11 +742,21 @@ class _Query:
             self.fill_collections(conn, child, child_rows, child_elements, depth + 1)
 
 
-def _case_sensitive_like(conn: sa.Connection) -> None:
-    """LIKE is case-sensitive on PostgreSQL and DuckDB; SQLite needs to be told, once per connection."""
-    if conn.dialect.name == "sqlite" and not conn.info.get("oc_case_sensitive_like"):
-        conn.exec_driver_sql("PRAGMA case_sensitive_like = ON")
-        conn.info["oc_case_sensitive_like"] = True
+def _execute(conn: sa.Connection, statement: sa.Select, params: dict[str, Any],
+             compiled: dict[str, Any] | None) -> Any:
+    """Execute, reusing the statement compiled for this engine when the plan is cached (DuckDB's
+    dialect turns SQLAlchemy's compiled cache off, so every execute would compile again)."""
+    if compiled is None:
+        return conn.execute(statement, params) if params else conn.execute(statement)
+    dialect = conn.dialect
+    entry = compiled.get(id(dialect))
+    if entry is None or entry[0] is not dialect:
+        entry = (dialect, statement.compile(dialect=dialect))
+        compiled[id(dialect)] = entry
+    try:
+        return conn._execute_compiled(entry[1], [params] if params else [], sa.util.immutabledict())  # noqa: SLF001
+    except AttributeError:  # a SQLAlchemy without the private entry point
+        return conn.execute(statement, params) if params else conn.execute(statement)
 
 
 def _target_column(level: _Level, link: Element, xpath: str) -> Any:
@@ -766,8 +805,147 @@ def execute_query(storage: Storage, registry: SchemaRegistry, document: Document
 
     Raises DataApiError (Campaign code and message chain) for every refused or failed query.
     `default_line_count` caps a select without lineCount ([query] default_line_count).
+    Plans are cached (see PlanCache): a repeated document, whatever its integer constants,
+    skips parsing and planning.
     """
-    return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+    text = _document_text(document)
+    lifted = _lift_constants(text) if text is not None else None
+    if lifted is None:
+        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+    canonical, values, classes = lifted
+    try:
+        variables = frozenset(ctx.variables.items())
+    except TypeError:  # unhashable variable values: not cached
+        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+    key = (canonical, classes, default_line_count, max_expression_length, ctx.login_id, ctx.login, ctx.rights,
+           ctx.allow_sql, variables, id(storage), id(registry))
+    params = {f"oc_lift_{i}": v for i, v in enumerate(values)}
+    plan = PLANS.get(key)
+    if plan is not None and plan.storage is storage and plan.registry is registry:
+        return plan.query.run_planned(plan.level, plan.statement, params, plan.compiled)
+    try:
+        lifted_ctx = dataclasses.replace(ctx, variables={
+            **ctx.variables, **{f"{LIFTED_PREFIX}{i}": v for i, v in enumerate(values)}})
+        query = _query(storage, registry, canonical, lifted_ctx, default_line_count, max_expression_length)
+        level, statement = query.plan()
+    except errors.DataApiError:
+        # errors are reported on the document as sent (the lifted form would name $(variables))
+        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+    if level.collections:  # sub-selects are planned while running, from the call's values: not cached
+        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+    plan = _Plan(storage, registry, query, level, statement, {})
+    PLANS.put(key, plan)
+    return query.run_planned(level, statement, params, plan.compiled)
+
+
+@dataclass
+class _Plan:
+    storage: Storage
+    registry: SchemaRegistry
+    query: _Query
+    level: _Level
+    statement: sa.Select
+    compiled: dict[int, Any]  # the statement compiled per dialect
+
+
+class PlanCache:
+    """Bounded LRU of planned queries. The key is the document text with its integer constants
+    lifted out (each becomes a named bind parameter, rebound on every call) plus what planning
+    read from the caller: login, rights (readAccess sysFilters, accessibleIf, HasNamedRight),
+    allow_sql and variables. A constant's class (zero, 32-bit, 64-bit) is part of the key, as
+    planning depends on it (e.g. `@id = 0` keeps the id-0 exclusion)."""
+
+    def __init__(self, size: int = 512):
+        self.size = size
+        self._entries: OrderedDict[Any, _Plan] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Any) -> _Plan | None:
+        with self._lock:
+            plan = self._entries.get(key)
+            if plan is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return plan
+
+    def put(self, key: Any, plan: _Plan) -> None:
+        with self._lock:
+            self._entries[key] = plan
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+PLANS = PlanCache()
+_MAX_CACHED_TEXT = 16_384
+_EXPR_ATTR = re.compile(r'(\bexpr=")([^"]*)(")')
+_ENTITY = re.compile(r"&(lt|gt|amp|quot|apos);")
+_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+
+
+def _document_text(document: Document) -> str | None:
+    if isinstance(document, bytes):
+        try:
+            return document.decode("utf-8") if len(document) <= _MAX_CACHED_TEXT else None
+        except UnicodeDecodeError:
+            return None
+    if isinstance(document, str):
+        return document if len(document) <= _MAX_CACHED_TEXT else None
+    if isinstance(document, etree._Element) and isinstance(document.tag, str):
+        text = etree.tostring(document, encoding="unicode", with_tail=False)
+        return text if len(text) <= _MAX_CACHED_TEXT else None
+    return None  # SimpleJson documents are not cached
+
+
+def _lift_constants(text: str) -> tuple[str, list[int], str] | None:
+    """`text` with every integer literal of its `expr` attributes replaced by `$(__oc_lift_N)`,
+    the values, and their classes; None when the document cannot be lifted safely (it then runs
+    uncached). Expressions are tokenised by the expression lexer, so numbers inside strings,
+    dates or names are never touched; an expression it refuses is left as it is."""
+    if LIFTED_PREFIX in text or "&#" in text:
+        return None
+    values: list[int] = []
+    classes: list[str] = []
+
+    def lift(match: re.Match[str]) -> str:
+        raw = match.group(2)
+        if not any(c.isdigit() for c in raw):
+            return match.group(0)
+        expr = _ENTITY.sub(lambda m: _ENTITIES[m.group(1)], raw)
+        try:
+            tokens = tokenize(expr)
+        except Exception:  # noqa: BLE001 - invalid: compiled (and refused) as sent
+            return match.group(0)
+        out: list[str] = []
+        last = 0
+        for tok in tokens:
+            if tok.kind is not T.NUMBER or not tok.text.isdigit() or len(tok.text) > 18:
+                continue
+            value = int(tok.text)
+            out.append(expr[last:tok.start])
+            out.append(f"$({LIFTED_PREFIX}{len(values)})")
+            last = tok.end
+            values.append(value)
+            classes.append("z" if value == 0 else "l" if value < 2**31 else "b")
+        if not out:
+            return match.group(0)
+        out.append(expr[last:])
+        lifted = "".join(out).replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+        return f"{match.group(1)}{lifted}{match.group(3)}"
+
+    canonical = _EXPR_ATTR.sub(lift, text)
+    return canonical, values, "".join(classes)
 
 
 def build_query(storage: Storage, registry: SchemaRegistry, document: Document, ctx: CallContext, *,
@@ -786,5 +964,5 @@ def build_query(storage: Storage, registry: SchemaRegistry, document: Document, 
         return f"{compiled}\n-- parameters: {compiled.params!r}"
 
 
-__all__ = ["CompiledWhere", "Condition", "OrderNode", "QueryDef", "SelectNode", "SubQuery", "build_query",
+__all__ = ["PLANS", "CompiledWhere", "PlanCache", "Condition", "OrderNode", "QueryDef", "SelectNode", "SubQuery", "build_query",
            "compile_where", "execute_query", "parse_querydef", "read_document"]

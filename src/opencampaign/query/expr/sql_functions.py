@@ -229,23 +229,72 @@ _STRING: dict[str, Builder] = {
 # -- numbers -------------------------------------------------------------------------------------
 
 
+def _simple(x: Any) -> bool:
+    """A column, constant or parameter (possibly cast): cheap to repeat in SQL."""
+    while isinstance(x, (sa.sql.elements.Cast, sa.sql.elements.Grouping, sa.sql.elements.Label)):
+        x = x.clause if isinstance(x, sa.sql.elements.Cast) else x.element
+    return isinstance(x, (sa.sql.elements.ColumnClause, sa.sql.elements.BindParameter, sa.sql.elements.Null,
+                          sa.sql.elements.True_, sa.sql.elements.False_))
+
+
+def _has_window(x: Any) -> bool:
+    stack = [x]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, sa.sql.elements.Over):
+            return True
+        stack.extend(node.get_children())
+    return False
+
+
+def _let(args: Sequence[ColumnElement[Any]], body: Callable[..., ColumnElement[Any]], d: str,
+         type_: Any) -> ColumnElement[Any]:
+    """`body(*args)` where each complex argument appears once in the SQL, however often the body
+    uses it (nested calls would otherwise grow the SQL exponentially): DuckDB binds it in a lambda
+    over a one-element list (works with aggregates and windows); PostgreSQL and SQLite in a scalar
+    sub-select (not for window functions, which would then run inside the sub-select)."""
+    complex_ = [i for i, a in enumerate(args) if not _simple(a)]
+    if not complex_ or (d != "duckdb" and any(_has_window(args[i]) for i in complex_)):
+        return body(*args)
+    refs = list(args)
+    if d == "duckdb":
+        for i in complex_:
+            refs[i] = sa.literal_column(f"oc_l.a{i}", args[i].type)
+        fields = ", ".join(f"'a{i}': {{{n}}}" for n, i in enumerate(complex_))
+        return tpl("list_transform([{" + fields + "}], lambda oc_l: {" + str(len(complex_)) + "})[1]",
+                   *[args[i] for i in complex_], body(*refs), type_=type_)
+    for i in complex_:
+        refs[i] = sa.literal_column(f"oc_l.a{i}", args[i].type)
+    columns = ", ".join(f"{{{n}}} AS a{i}" for n, i in enumerate(complex_))
+    return tpl(f"(SELECT {{{len(complex_)}}} FROM (SELECT {columns}) AS oc_l)",
+               *[args[i] for i in complex_], body(*refs), type_=type_)
+
+
 def _round(x: ColumnElement[Any], digits: ColumnElement[Any] | None, d: str, *, half: bool) -> ColumnElement[Any]:
     """Round half away from zero (half=True) or truncate toward zero, to `digits` decimals, with the
-    same IEEE double operations on every engine (PostgreSQL's own round(float8) rounds half even)."""
+    same IEEE double operations on every engine (PostgreSQL's own round(float8) rounds half even).
+    Each argument appears once in the SQL: a Python function on SQLite, _let elsewhere."""
     v = to_double(x)
-    mag = sa.func.abs(v, type_=_DBL)
+    if d == "sqlite":
+        flag = const(1 if half else 0)
+        if digits is None:
+            return sa.func.oc_round1(v, flag, type_=_DBL)
+        return sa.func.oc_round2(v, to_int(digits, d, big=False), flag, type_=_DBL)
     bump = const(0.5) if half else const(0.0)
 
-    def floor(e: ColumnElement[Any]) -> ColumnElement[Any]:
-        return fn(d, "oc_floor", "floor", e, type_=_DBL)
+    def body(v: ColumnElement[Any], dd: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+        mag = sa.func.abs(v, type_=_DBL)
+        if dd is None:
+            r = sa.func.floor(mag + bump, type_=_DBL)
+        else:
+            p = sa.func.power(sa.cast(const(10), _DBL), sa.cast(sa.func.abs(dd), _DBL), type_=_DBL)
+            r = sa.case((dd >= const(0), sa.func.floor(mag * p + bump, type_=_DBL) / p),
+                        else_=sa.func.floor(mag / p + bump, type_=_DBL) * p)
+        return sa.case((v < const(0.0), -r), else_=r) + const(0.0)
 
     if digits is None:
-        r = floor(mag + bump)
-    else:
-        dd = to_int(digits, d, big=False)
-        p = fn(d, "oc_power", "power", sa.cast(const(10), _DBL), sa.cast(sa.func.abs(dd), _DBL), type_=_DBL)
-        r = sa.case((dd >= const(0), floor(mag * p + bump) / p), else_=floor(mag / p + bump) * p)
-    return sa.case((v < const(0.0), -r), else_=r) + const(0.0)
+        return _let([v], body, d, _DBL)
+    return _let([v, to_int(digits, d, big=False)], body, d, _DBL)
 
 
 def _greatest(native: str, sqlite_agg: str) -> Builder:
@@ -261,9 +310,12 @@ def _greatest(native: str, sqlite_agg: str) -> Builder:
 
 
 def _sign(a: Args, d: str) -> ColumnElement[Any]:
-    x = a[0]
     zero = const(0)
-    return sa.case((x > zero, const(1)), (x < zero, const(-1)), (x == zero, zero))
+
+    def body(x: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.case((x > zero, const(1)), (x < zero, const(-1)), (x == zero, zero))
+
+    return _let([a[0]], body, d, _INT)
 
 
 def _random(a: Args, d: str) -> ColumnElement[Any]:

@@ -220,6 +220,20 @@ def _floor(x: float) -> float:
     return float(math.floor(x)) if math.isfinite(x) else x
 
 
+def round_double(v: float, digits: int | None, half: bool) -> float:
+    """Round (half away from zero) or Trunc to `digits` decimals with the IEEE double operations of
+    sql_functions._round on PostgreSQL and DuckDB, in one call (the SQL form uses its argument
+    several times)."""
+    mag = abs(v)
+    bump = 0.5 if half else 0.0
+    if digits is None:
+        r = _floor(mag + bump)
+    else:
+        p = math.pow(10.0, float(abs(digits)))
+        r = _floor(mag * p + bump) / p if digits >= 0 else _floor(mag / p + bump) * p
+    return (-r if v < 0.0 else r) + 0.0
+
+
 def _ceil(x: float) -> float:
     return float(math.ceil(x)) if math.isfinite(x) else x
 
@@ -252,6 +266,8 @@ _SCALARS: dict[str, tuple[int, Callable[..., Any]]] = {
     "oc_floor": (1, lambda x: _floor(float(x))),
     "oc_ceil": (1, lambda x: _ceil(float(x))),
     "oc_power": (2, lambda x, y: math.pow(float(x), float(y))),
+    "oc_round1": (2, lambda x, half: round_double(float(x), None, bool(half))),
+    "oc_round2": (3, lambda x, d, half: round_double(float(x), int(d), bool(half))),
     "oc_distance": (4, lambda a, b, c, d: distance_km(float(a), float(b), float(c), float(d))),
     # timestamps
     "oc_to_datetime": (1, lambda s: format_timestamp(parse_timestamp(s))),
