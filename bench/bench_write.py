@@ -99,12 +99,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
         for index, (name, env) in enumerate(SHAPES.items()):
             results.extend(bench_shape(name, env, args.rows, Path(tmp) / str(index)))
-    header = (f"{'database':<26}{'phase':<8}{'rows':>7}{'seconds':>9}{'cpu s':>7}{'rows/s':>9}{'raw rows/s':>12}"
-              f"{'x raw':>7}")
+    header = (f"{'database':<26}{'phase':<8}{'rows':>7}{'seconds':>9}{'cpu s':>7}{'rows/s':>9}{'us/row':>8}"
+              f"{'raw rows/s':>12}{'raw us/row':>11}{'x raw':>7}")
     print(header)
     print("-" * len(header))
     for name, phase, n, seconds, cpu, rate, raw_rate, ratio in results:
-        print(f"{name:<26}{phase:<8}{n:>7}{seconds:>9.2f}{cpu:>7.2f}{rate:>9.0f}{raw_rate:>12.0f}{ratio:>7.2f}")
+        print(f"{name:<26}{phase:<8}{n:>7}{seconds:>9.2f}{cpu:>7.2f}{rate:>9.0f}{1e6 / rate:>8.1f}{raw_rate:>12.0f}"
+              f"{1e6 / raw_rate:>11.1f}{ratio:>7.2f}")
     print("seconds: wall clock; cpu s: this process's CPU time (the gap is I/O or other load on the machine)")
 
 

@@ -454,3 +454,33 @@ def test_write_access_filter(inst: Instance):
       CallContext(login="ops", login_id=56, rights=frozenset({"operatorWrite"})))
     assert rows(inst, "xtk:operator", "sName", where=lambda t: t.c.sName != "admin") == [("helper",)]
     w(inst, '<recipient xtkschema="nms:recipient" email="u@x.org"/>', user)  # no filter on recipients
+
+
+def test_operator_passwords_are_hashed_and_secrets_refused(inst: Instance):
+    """access/@password is stored as an argon2 hash (insert and update; a hash is kept as is);
+    a technical account's @secretHash cannot be written through Write."""
+    from opencampaign.security.passwords import hash_password, verify_password
+
+    w(inst, '<operator xtkschema="xtk:operator" name="pw"><access password="s3cret!"/></operator>')
+    stored = rows(inst, "xtk:operator", "sPassword", where=lambda t: t.c.sName == "pw")[0][0]
+    assert stored.startswith("$argon2") and "s3cret!" not in stored
+    assert verify_password(stored, "s3cret!")
+    w(inst, {"xtkschema": "xtk:operator", "_key": "@name", "name": "pw", "access": {"password": "changed"}})
+    stored = rows(inst, "xtk:operator", "sPassword", where=lambda t: t.c.sName == "pw")[0][0]
+    assert stored.startswith("$argon2") and verify_password(stored, "changed")
+    ready = hash_password("prehashed")
+    w(inst, f'<operator xtkschema="xtk:operator" _key="@name" name="pw"><access password="{ready}"/></operator>')
+    assert rows(inst, "xtk:operator", "sPassword", where=lambda t: t.c.sName == "pw")[0][0] == ready
+    wc(inst, '<operator-collection xtkschema="xtk:operator"><operator name="pw2"><access password="a"/></operator>'
+             '<operator name="pw3"><access password="b"/></operator></operator-collection>')
+    for name, clear in (("pw2", "a"), ("pw3", "b")):
+        stored = rows(inst, "xtk:operator", "sPassword", where=lambda t, n=name: t.c.sName == n)[0][0]
+        assert stored.startswith("$argon2") and verify_password(stored, clear)
+
+    err = error_of(lambda: w(inst, '<technicalAccount xtkschema="xtk:technicalAccount" name="ta" clientId="c1" '
+                                   'secretHash="clear"/>'))
+    assert err.code == "XSV-350023"
+    assert "cannot be written through Write" in err.detail_chain[0]
+    assert rows(inst, "xtk:technicalAccount", "sName") == []
+    w(inst, '<technicalAccount xtkschema="xtk:technicalAccount" name="ta" clientId="c1"/>')  # other fields: fine
+    assert rows(inst, "xtk:technicalAccount", "sName", "sSecretHash") == [("ta", None)]

@@ -3,7 +3,7 @@
 A document is parsed into a tree of entities (one per element to reconcile: the root, its N-1
 link elements, its collection members), validated against the schema, then reconciled level by
 level with batched lookups: linked entities before the entities that point at them, entities
-before their collection members. The resulting plan is executed by persist.execute.
+before their collection members. The resulting plan is executed by write_exec.execute.
 """
 
 from __future__ import annotations
@@ -24,22 +24,20 @@ from ..schema.registry import SchemaRegistry
 from ..storage.storage import Storage
 from . import xmldata
 from .errors import DataApiError, database_error, echo
-from .persist import (
-    Plan,
-    Row,
+from .values import format_value
+from .write_exec import execute
+from .write_fields import (
     WriteFailure,
-    check_unique_keys,
     column_attr,
-    execute,
-    expand_deletes,
     fail_save,
+    field_table,
     load_document,
     parse_field,
     pk_columns,
     schema_of,
     to_db,
 )
-from .values import format_value
+from .write_plan import Plan, Row, check_unique_keys, expand_deletes
 
 OPERATIONS = ("insertOrUpdate", "insert", "update", "delete", "none")
 _MISSING = (None, "")
@@ -77,12 +75,17 @@ class Parser:
     def __init__(self, registry: SchemaRegistry):
         self.registry = registry
         self.needed: dict[str, set[str]] = {}  # schema id -> columns other rows join on
+        self._key_parts: dict[str, list[str]] = {}
 
     def entity(self, schema: Schema, elem: etree._Element, path: str) -> Entity:
         operation = elem.get("_operation") or "insertOrUpdate"
         key = elem.get("_key")
-        entity = Entity(schema, path, operation,
-                        [p.strip() for p in key.split(",") if p.strip()] if key else None)
+        parts = None
+        if key:
+            parts = self._key_parts.get(key)
+            if parts is None:
+                parts = self._key_parts[key] = [p.strip() for p in key.split(",") if p.strip()]
+        entity = Entity(schema, path, operation, parts)
         if operation not in OPERATIONS:
             raise failure(entity, f"Invalid value '{echo(operation)}' for attribute '_operation' "
                                   f"(expected {', '.join(OPERATIONS)})")
@@ -109,19 +112,23 @@ class Parser:
 
     def walk(self, entity: Entity, definition: Element, elem: etree._Element, steps: list[str]) -> None:
         schema = entity.schema
+        table = field_table(self.registry, schema.id, definition)
+        fields = entity.fields
         for name, text in elem.attrib.items():
-            if name.startswith(("{", "_")) or name == "xtkschema":
-                continue  # namespaced (xsi:type...), control (_key, _cs...) and the root marker
-            attr = definition.attributes.get(name)
-            if attr is None:
+            entry = table.get(name)
+            if entry is None:
+                if name.startswith(("{", "_")) or name == "xtkschema":
+                    continue  # namespaced (xsi:type...), control (_key, _cs...) and the root marker
                 raise self.unknown_attribute(schema, name)
-            if attr.expr is not None:
+            convert = entry.convert
+            if convert is None:
                 continue  # calculated: read-only, ignored so queried documents can be written back
-            value = parse_field(self.registry, attr, text)
-            if attr.sqlname is not None:
-                entity.fields[attr.sqlname] = to_db(attr, value)
+            if entry.column is not None:
+                fields[entry.column] = convert(text)
             else:
-                self.patch(entity, steps).set(name, format_value(attr.type, value))
+                self.patch(entity, steps).set(name, convert(text))
+        if len(elem) == 0:
+            return
         for child in elem:
             if not isinstance(child.tag, str):
                 continue  # comments, processing instructions
@@ -206,7 +213,7 @@ class Writer:
     def __init__(self, plan: Plan, needed: dict[str, set[str]]):
         self.plan = plan
         self.needed = needed
-        self._keys: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._keys: dict[tuple, tuple[list[str], tuple[str, ...]]] = {}
 
     def process(self, entities: list[Entity]) -> None:
         linked = [sub for e in entities for _, sub in e.links]
@@ -265,12 +272,15 @@ class Writer:
         fields = entity.fields
         cols: list[str] | None = None
         if entity.key:
-            cache_key = (schema.id, tuple(entity.key))
-            cols = self._keys.get(cache_key)
-            if cols is None:
-                cols = self._keys[cache_key] = [c for part in entity.key for c in self.key_columns(entity, part)]
-            if any(fields.get(c) in _MISSING for c in cols):
-                raise self.no_key(entity)
+            cache_key = (schema.id, tuple(entity.key), entity.scope)
+            cached = self._keys.get(cache_key)
+            if cached is None:
+                own = [c for part in entity.key for c in self.key_columns(entity, part)]
+                cached = self._keys[cache_key] = (own, tuple(dict.fromkeys([*own, *entity.scope])))
+            for c in cached[0]:
+                if fields.get(c) in _MISSING:
+                    raise self.no_key(entity)
+            return cached[1], tuple([fields.get(c) for c in cached[1]])
         elif schema.autopk and fields.get(pk_columns(schema)[0]) not in (None, "", 0):
             cols = pk_columns(schema)
         else:
