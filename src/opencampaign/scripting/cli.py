@@ -35,19 +35,13 @@ def add_arguments(subparsers: Any) -> None:
 
 
 def operator_context(instance: Any, login: str) -> CallContext:
-    """The CallContext of an existing operator (named rights from its stored rights)."""
-    import sqlalchemy as sa
-    from lxml import etree
+    """The CallContext of an existing operator: its own named rights plus those of its groups."""
+    from ..security.operators import Operators
 
-    table = instance.storage.table("xtk:operator")
-    with instance.storage.engine_for("xtk:operator").connect() as conn:
-        row = conn.execute(sa.select(table).where(table.c.sName == login)).mappings().first()
-    if row is None:
+    operator = Operators(instance.storage).load(login)
+    if operator is None:
         raise SystemExit(f"error: operator '{login}' does not exist")
-    rights: set[str] = set()
-    if row.get("mData"):
-        rights = {r.get("name", "") for r in etree.fromstring(row["mData"].encode()).iter("right")}
-    return CallContext(login=login, login_id=int(row["iOperatorId"]), rights=frozenset(rights))
+    return operator.context()
 
 
 def cmd_js_run(args: argparse.Namespace) -> int:
