@@ -10,17 +10,32 @@ from opencampaign.context import INTERNAL
 from opencampaign.workflow import commands, model
 from opencampaign.workflow.activities import script
 
-from .workflow_helpers import add_recipients, count, log_text, new_instance, run, write_workflow
+from .conftest import BACKENDS, PG_AVAILABLE, PgDatabases
+from .workflow_helpers import add_recipients, count, log_text, new_instance, run, work_tables, write_workflow
 
 START = '<start name="start"><transitions><initial name="initial" target="{}"/></transitions></start>'
 
 
-@pytest.fixture(scope="module")
-def inst(tmp_path_factory: pytest.TempPathFactory):
-    instance = new_instance(tmp_path_factory.mktemp("wkf"))
+@pytest.fixture(scope="module", params=BACKENDS)
+def inst(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One instance per deployment shape (see `backend_env`): embedded, PostgreSQL, single SQLite / PostgreSQL."""
+    env: dict[str, str] = {}
+    dbs = None
+    if "postgres" in request.param:
+        if not PG_AVAILABLE:
+            pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+        dbs = PgDatabases()
+        env["OPENCAMPAIGN_LOCAL_DB"] = dbs.new()
+        if request.param == "postgres":
+            env["OPENCAMPAIGN_CLOUD_DB"] = dbs.new()
+    if request.param.startswith("single"):
+        env["OPENCAMPAIGN_SINGLE_DATABASE"] = "1"
+    instance = new_instance(tmp_path_factory.mktemp("wkf"), env)
     add_recipients(instance, 1000)
     yield instance
     instance.close()
+    if dbs is not None:
+        dbs.drop_all()
 
 
 def query(name: str, target: str, where: str = "", extra: str = "", select: str = "") -> str:
@@ -49,7 +64,7 @@ def test_start_query_split_update_end(inst) -> None:
     assert count(inst, "SELECT count(*) FROM NmsRecipient WHERE iBoolean2 = 1 AND iGender = 1") == 40
     assert count(inst, "SELECT count(*) FROM NmsRecipient WHERE iBoolean2 = 1") == 40
     # work tables dropped at the end
-    assert count(inst, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'wkf%'") == 0
+    assert work_tables(inst) == []
     wf = commands.find(inst, "pipeline")
     assert wf["tsLastStart"] is not None and wf["tsLastEnd"] is not None
     tasks = commands.store_of(inst).tasks(wf["iWorkflowId"])
@@ -72,7 +87,7 @@ def test_query_extra_columns_enrichment_dedup(inst) -> None:
     assert "[dd] result: 2 row(s)" in text and "[dd] duplicates: 98 row(s)" in text
     assert "[keep] true: 2 row(s)" in text
     # keepResult: the interim populations survive the end
-    assert count(inst, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'wkf%'") > 0
+    assert work_tables(inst) != []
 
 
 def test_sets_fork_andjoin(inst) -> None:

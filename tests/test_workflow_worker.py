@@ -26,8 +26,10 @@ WORKER = ("import argparse, sys\n"
 N = 20000
 
 
-def spawn(data_dir: Path, **env: str) -> subprocess.Popen:
-    full = {**os.environ, **ENV, "OPENCAMPAIGN_WORKFLOW__LEASE_SECONDS": "2", **env}
+def spawn(data_dir: Path, env: dict[str, str], **extra: str) -> subprocess.Popen:
+    """`opencampaign worker` as a separate process (with the embedded DuckDB, no other process may hold it)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OPENCAMPAIGN_")}
+    full = {**base, **ENV, **env, "OPENCAMPAIGN_WORKFLOW__LEASE_SECONDS": "2", **extra}
     return subprocess.Popen([sys.executable, "-c", WORKER, "worker", "--data-dir", str(data_dir), "--threads", "1"],
                             env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -41,9 +43,9 @@ def wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001
     raise AssertionError("timed out")
 
 
-def prepare(tmp_path: Path, batch: str) -> Path:
+def prepare(tmp_path: Path, batch: str, env: dict[str, str]) -> Path:
     data = tmp_path / "crash"
-    inst = new_instance(data)
+    inst = new_instance(data, env)
     add_recipients(inst, N)
     write_workflow(inst, "crashy",
                    '<start name="start"><transitions><i name="i" target="q"/></transitions></start>'
@@ -57,9 +59,9 @@ def prepare(tmp_path: Path, batch: str) -> Path:
     return data
 
 
-def finish_and_check(data: Path) -> str:
-    second = spawn(data)
-    local = Instance.open(data, environ=ENV)  # local database only while the worker owns the cloud one
+def finish_and_check(data: Path, env: dict[str, str]) -> str:
+    second = spawn(data, env)
+    local = Instance.open(data, environ={**ENV, **env})  # local database only while the worker owns the cloud one
     try:
         wait_for(lambda: commands.find(local, "crashy")["iState"] == model.FINISHED, 90)
     finally:
@@ -71,30 +73,30 @@ def finish_and_check(data: Path) -> str:
     with local.storage.engine("cloud").connect() as conn:
         genders = dict(conn.exec_driver_sql(
             "SELECT iGender >= 6, count(*) FROM NmsRecipient WHERE iRecipientId >= 1000 GROUP BY 1").all())
+    assert commands.find(local, "crashy")["iFailed"] == 0
     local.close()
     assert genders == {False: N}, genders  # every row updated exactly once (gender + 3, never + 6)
-    assert commands.find(Instance.open(data, environ=ENV), "crashy")["iFailed"] == 0
     return text
 
 
-def test_sigkill_during_update_data_never_applies_a_batch_twice(tmp_path: Path) -> None:
-    data = prepare(tmp_path, "2000")
-    first = spawn(data, OPENCAMPAIGN_WORKFLOW_TEST_BATCH_PAUSE="0.3")
-    local = Instance.open(data, environ=ENV)
+def test_sigkill_during_update_data_never_applies_a_batch_twice(tmp_path: Path, backend_env: dict[str, str]) -> None:
+    data = prepare(tmp_path, "2000", backend_env)
+    first = spawn(data, backend_env, OPENCAMPAIGN_WORKFLOW_TEST_BATCH_PAUSE="0.3")
+    local = Instance.open(data, environ={**ENV, **backend_env})
     wait_for(lambda: "Batch 3/10 committed" in log_text(local, "crashy"))
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     local.close()
-    text = finish_and_check(data)
+    text = finish_and_check(data, backend_env)
     assert "Task interrupted: executed again" in text
     assert "Batch 10/10 committed" in text
     assert text.count("Batch 1/10 committed") == 1  # skipped, not applied again, after the take-over
 
 
-def test_sigkill_during_query_resumes_from_last_completed_task(tmp_path: Path) -> None:
-    data = prepare(tmp_path, "0")
-    first = spawn(data, OPENCAMPAIGN_WORKFLOW_TEST_TASK_PAUSE="q:30")
-    local = Instance.open(data, environ=ENV)
+def test_sigkill_during_query_resumes_from_last_completed_task(tmp_path: Path, backend_env: dict[str, str]) -> None:
+    data = prepare(tmp_path, "0", backend_env)
+    first = spawn(data, backend_env, OPENCAMPAIGN_WORKFLOW_TEST_TASK_PAUSE="q:30")
+    local = Instance.open(data, environ={**ENV, **backend_env})
     store = Store(local.storage)
     wid = commands.find(local, "crashy")["iWorkflowId"]
     wait_for(lambda: any(t["sActivity"] == "q" and t["iStatus"] == model.TASK_RUNNING for t in store.tasks(wid)))
@@ -102,14 +104,14 @@ def test_sigkill_during_query_resumes_from_last_completed_task(tmp_path: Path) -
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     local.close()
-    text = finish_and_check(data)
+    text = finish_and_check(data, backend_env)
     assert "[q] Task interrupted: executed again" in text
     assert text.count("[start] i: activated") == 1  # the completed start task did not run again
     assert "[q] r: 20000 row(s)" in text
 
 
-def test_lease_is_exclusive_and_expires(tmp_path: Path) -> None:
-    inst = new_instance(tmp_path / "lease")
+def test_lease_is_exclusive_and_expires(tmp_path: Path, backend_env: dict[str, str]) -> None:
+    inst = new_instance(tmp_path / "lease", backend_env)
     write_workflow(inst, "w", '<start name="start"/>')
     commands.start(inst, "w", INTERNAL)
     store = commands.store_of(inst)
@@ -124,8 +126,8 @@ def test_lease_is_exclusive_and_expires(tmp_path: Path) -> None:
     inst.close()
 
 
-def test_many_workflows_in_parallel_threads(tmp_path: Path) -> None:
-    inst = new_instance(tmp_path / "many")
+def test_many_workflows_in_parallel_threads(tmp_path: Path, backend_env: dict[str, str]) -> None:
+    inst = new_instance(tmp_path / "many", backend_env)
     add_recipients(inst, 100)
     names = [f"small{i}" for i in range(30)]
     for name in names:
@@ -148,4 +150,41 @@ def test_many_workflows_in_parallel_threads(tmp_path: Path) -> None:
     with inst.storage.engine(store.role).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(store.lease).where(
             store.lease.c.owner.is_not(None))).scalar() == 0
+    inst.close()
+
+
+def test_separate_worker_processes_on_postgresql(tmp_path: Path, pg_databases) -> None:  # noqa: ANN001
+    """Two `opencampaign worker` processes share PostgreSQL databases: every task runs once, all finish."""
+    env = {"OPENCAMPAIGN_LOCAL_DB": pg_databases.new(), "OPENCAMPAIGN_CLOUD_DB": pg_databases.new()}
+    inst = new_instance(tmp_path / "procs", env)
+    add_recipients(inst, 300)
+    names = [f"p{i}" for i in range(24)]
+    for i, name in enumerate(names):  # workflow i updates its own 12 recipients
+        write_workflow(inst, name, '<start name="start"><transitions><i name="i" target="q"/></transitions></start>'
+                       f'<query name="q" schema="nms:recipient"><where><condition expr="@id &gt;= {1000 + 12 * i} '
+                       f'AND @id &lt; {1012 + 12 * i}"/></where>'
+                       '<transitions><r name="r" target="u"/></transitions></query>'
+                       '<updateData name="u" schema="nms:recipient"><field dest="@boolean3" expr="@boolean3 + 1"/>'
+                       '<transitions><r name="r" target="end"/></transitions></updateData><end name="end"/>')
+        commands.start(inst, name, INTERNAL)
+    workers = [spawn(tmp_path / "procs", env, OPENCAMPAIGN_WORKFLOW__POLL_SECONDS="0.05") for _ in range(2)]
+    try:
+        wait_for(lambda: all(commands.find(inst, n)["iState"] in (model.FINISHED, model.PAUSED) for n in names), 120)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    store = commands.store_of(inst)
+    for name in names:
+        wf = commands.find(inst, name)
+        assert wf["iFailed"] == 0, log_text(inst, name)
+        assert sorted(t["sActivity"] for t in store.tasks(wf["iWorkflowId"])) == ["end", "q", "start", "u"]
+    with inst.storage.engine("cloud").connect() as conn:
+        # every recipient incremented exactly once: no update data ran twice
+        assert dict(conn.exec_driver_sql("SELECT iBoolean3, count(*) FROM NmsRecipient "
+                                         "WHERE iRecipientId >= 1000 AND iRecipientId < 1288 GROUP BY 1").all()) == {1: 288}
     inst.close()

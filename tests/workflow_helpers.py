@@ -51,8 +51,8 @@ def add_countries(instance: Instance) -> None:
     """France and United States in the local table and its cloud replica (targeting joins run in the cloud)."""
     rows = [{"sIsoA2": "FR", "sIsoA3": "FRA", "iIsoNum": 250, "sLabel": "France"},
             {"sIsoA2": "US", "sIsoA3": "USA", "iIsoNum": 840, "sLabel": "United States"}]
-    roles = {instance.storage.home("nms:country"), CLOUD}
-    for role in roles:
+    roles = {id(instance.storage.engine(r)): r for r in (instance.storage.home("nms:country"), CLOUD)}
+    for role in roles.values():  # one database in the single-database shape
         with instance.storage.write(role) as conn:
             conn.execute(sa.insert(instance.storage.table("nms:country", role)), rows)
 
@@ -86,10 +86,16 @@ def drive(instance: Instance, *names: str, timeout: float = 30.0) -> None:
 
 def count(instance: Instance, sql: str) -> int:
     with instance.storage.engine(CLOUD).connect() as conn:
-        return int(conn.exec_driver_sql(sql).scalar() or 0)
+        return int(conn.execute(sa.text(sql)).scalar() or 0)
 
 
 def log_text(instance: Instance, name: str) -> str:
     store = commands.store_of(instance)
     wid = commands.find(instance, name)["iWorkflowId"]
     return "\n".join(f"[{r['sActivity']}] {r['mMessage']}" for r in store.logs(wid))
+
+
+def work_tables(instance: Instance) -> list[str]:
+    """Work tables present in the cloud database (any engine)."""
+    with instance.storage.engine(CLOUD).connect() as conn:
+        return [t for t in sa.inspect(conn).get_table_names() if t.lower().startswith("wkf")]

@@ -71,10 +71,22 @@ def _vars(items: list[str]) -> dict[str, str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from ..storage.engines import check_connection
+    from ..storage.placement import CLOUD
     from .worker import Worker
 
-    instance = _open(args)
-    worker = Worker(instance, threads=args.threads)
+    try:
+        instance = _open(args)
+        # the embedded DuckDB is single-process: fail now, not at the first activity, when `serve` holds it
+        check_connection(instance.storage.engine(CLOUD), CLOUD)
+        worker = Worker(instance, threads=args.threads)
+    except Exception as exc:  # noqa: BLE001 - a database that cannot be opened is reported, not traced
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "duckdb" in text.lower() or "lock" in text.lower():
+            text += ("\nWith the embedded databases (DuckDB cloud), `opencampaign serve` runs the workflow worker in "
+                     "its own process; separate workers need PostgreSQL (OPENCAMPAIGN_LOCAL_DB, OPENCAMPAIGN_CLOUD_DB).")
+        print(f"opencampaign worker: error: {text}", file=sys.stderr)
+        return 1
     print(f"opencampaign worker: {worker.threads} thread(s) on {args.data_dir} (Ctrl-C to stop)", file=sys.stderr)
     try:
         worker.run_forever()

@@ -29,7 +29,7 @@ from . import worktables as wt
 from .activities import Output, Population, RunContext, Wait
 from .expr import context_with_vars
 from .model import Definition, DefinitionError
-from .store import Store, now_ms, utcnow
+from .store import Store, keyed, now_ms, utcnow
 
 log = logging.getLogger("opencampaign.workflow")
 POPULATION_VARS = ("tableName", "schema", "targetSchema", "recCount")
@@ -74,6 +74,15 @@ def read_task_memo(memo: str | None) -> TaskInput:
                      int(wake) if wake else None)
 
 
+@dataclass
+class Chained:
+    """A task created `running` in the transaction that completed its predecessor, to execute next."""
+    wf: dict[str, Any]
+    definition: Definition
+    task: dict[str, Any]
+    data: TaskInput
+
+
 def population_of(values: dict[str, str], source: str) -> Population | None:
     if not values.get("tableName"):
         return None
@@ -88,13 +97,21 @@ class Engine:
         self.store = store
         self.owner = owner
         self.ttl_ms = ttl_ms
+        self._next: Chained | None = None
+        self._deadline = 0.0
+        self._definitions: dict[str, Definition] = {}
+        self._ctx: CallContext | None = None
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self, wid: int, budget_s: float = 5.0) -> int | None:
         """Process the workflow until idle or out of budget; returns when it next needs a worker."""
-        deadline = time.monotonic() + budget_s
+        deadline = self._deadline = time.monotonic() + budget_s
         seen_event = 0
         while True:
+            if self._next is not None:  # created with its predecessor's completion: run it now
+                chained, self._next = self._next, None
+                self._execute(chained.wf, chained.definition, chained.task, chained.data, None, woken=False)
+                continue
             wf = self.store.get(wid)
             state = wf["iState"]
             if state == model.START_REQUESTED:
@@ -143,8 +160,12 @@ class Engine:
             self.store.log(conn, wid, message)
 
     def _definition(self, wf: dict[str, Any]) -> Definition:
-        definition = model.parse_definition(model.activities_element(wf["mData"]))
-        acts.validate_definition(definition, self.storage)
+        memo = wf["mData"] or ""
+        definition = self._definitions.get(memo)
+        if definition is None:
+            definition = model.parse_definition(model.activities_element(wf["mData"]))
+            acts.validate_definition(definition, self.storage)
+            self._definitions = {memo: definition}
         return definition
 
     def _begin(self, wf: dict[str, Any]) -> None:
@@ -154,15 +175,19 @@ class Engine:
         except DefinitionError as exc:
             self._error(wid, None, "", str(exc))
             return
-        wt.drop_all(self.storage, wid)  # populations of a previous run
+        if wf.get("tsLastStart") is not None:  # populations of a previous run (none before the first one)
+            wt.drop_all(self.storage, wid)
+        self._ctx = None
         with self.fenced(wid) as conn:
             self._cancel(conn, wid)
+            posted = []
             for activity in definition.activities.values():
                 if activity.type in acts.INITIAL and not definition.inbound(activity.name):
-                    self.store.post_event(conn, wid, activity.name, "", {}, source="start")
+                    eid = self.store.post_event(conn, wid, activity.name, "", {}, source="start")
+                    posted.append((eid, activity.name, {}))
             self.store.update_wf(conn, wid, iState=model.STARTED, iFailed=0, tsLastStart=utcnow())
-            lease = self.store.lease_row(wid) or {}
-            self.store.log(conn, wid, f"Workflow started by {lease.get('started_by') or 'internal'}")
+            self.store.log(conn, wid, f"Workflow started by {self._context(wid).login}")
+            self._chain(conn, {**wf, "iState": model.STARTED}, definition, posted, "", 0)
 
     def _cancel(self, conn: sa.Connection, wid: int) -> None:
         t, e = self.store.task, self.store.event
@@ -179,6 +204,16 @@ class Engine:
             self.store.log(conn, wid, message)
         if not wf.get("iKeepResult"):
             wt.drop_all(self.storage, wid)
+
+    def _idle(self, conn: sa.Connection, wid: int) -> bool:
+        """Nothing pending, running or waiting (read in the caller's transaction)."""
+        t, e = self.store.task, self.store.event
+        busy = conn.execute(sa.select(t.c.iWorkflowTaskId).where(t.c.iWorkflowId == wid, t.c.iStatus.in_(
+            [model.TASK_PENDING, model.TASK_RUNNING, model.TASK_WAITING])).limit(1)).first()
+        if busy is not None:
+            return False
+        return conn.execute(sa.select(e.c.iWorkflowEventId).where(
+            e.c.iWorkflowId == wid, e.c.iStatus == model.EV_PENDING).limit(1)).first() is None
 
     def _error(self, wid: int, task_id: int | None, activity: str, message: str) -> None:
         log.info("workflow %s: %s", wid, message)
@@ -201,7 +236,7 @@ class Engine:
             return True, None, 0
         t = self.store.task
         with self.store.engine.connect() as conn:
-            tasks = conn.execute(sa.select(t).where(t.c.iWorkflowId == wid, t.c.iStatus.in_(
+            tasks = conn.execute(keyed(t).where(t.c.iWorkflowId == wid, t.c.iStatus.in_(
                 [model.TASK_RUNNING, model.TASK_WAITING])).order_by(t.c.iWorkflowTaskId)).mappings().all()
             events = self.store.pending_events(conn, wid)
         seen = max((ev["iWorkflowEventId"] for ev in events), default=0)
@@ -346,10 +381,11 @@ class Engine:
             return
         _test_pause(activity.name)
         outputs = result.outputs if isinstance(result, Wait) else result
+        finished = False
         with self.fenced(wid) as conn:
-            for message in rc.messages:
-                self.store.log(conn, wid, message, activity=activity.name, task_id=task_id)
-            self._post_outputs(conn, wid, definition, activity.name, task_id, data.event_vars, outputs)
+            entries = [(message, activity.name, task_id) for message in rc.messages]
+            posted = self._post_outputs(conn, wid, definition, activity.name, task_id, data.event_vars, outputs,
+                                        entries)
             t = self.store.task
             if isinstance(result, Wait):
                 memo = task_memo(TaskInput(data.inputs, data.event_vars, rc.task_vars, result.until_ms))
@@ -360,11 +396,52 @@ class Engine:
                     iStatus=model.TASK_COMPLETED, tsCompletion=utcnow(),
                     mData=task_memo(TaskInput(data.inputs, data.event_vars, rc.task_vars))))
             if instance_vars != original_instance:
-                self.store.set_instance_vars(conn, wid, self.store.get(wid)["mData"], instance_vars)
+                memo = self.store.set_instance_vars(conn, wid, self.store.get(wid)["mData"], instance_vars)
+                wf = {**wf, "mData": memo}
+            # Fewer commits: the next task is created in this transaction (it consumes its event here), and
+            # the workflow finishes here when nothing is left; both only while it is still started.
+            if time.monotonic() < self._deadline:
+                w = self.store.wf
+                state = conn.execute(sa.select(w.c.iState).where(w.c.iWorkflowId == wid)).scalar()
+                if state == model.STARTED:
+                    chained = self._chain(conn, wf, definition, posted, activity.name, task_id)
+                    if not chained and not isinstance(result, Wait) and self._idle(conn, wid):
+                        self.store.update_wf(conn, wid, iState=model.FINISHED, tsLastEnd=utcnow())
+                        entries.append(("Workflow finished", "", 0))
+                        finished = True
+            self.store.log_many(conn, wid, entries)
+        if finished and not wf.get("iKeepResult"):
+            wt.drop_all(self.storage, wid)
+
+    def _chain(self, conn: sa.Connection, wf: dict[str, Any], definition: Definition,
+               posted: list[tuple[int, str, dict[str, Any]]], source: str, task_id: int) -> bool:
+        """Create the task of the first event just posted whose activity needs no other event (no join)."""
+        wid = wf["iWorkflowId"]
+        for eid, target, values in posted:
+            activity = definition.activities.get(target)
+            kind = acts.get(activity.type) if activity is not None else None
+            if kind is None or kind.join:
+                continue
+            population = population_of(values, source)
+            data = TaskInput([population] if population else [], {k: str(v) for k, v in values.items()}, {})
+            new_id = self.store.new_ids("xtk:workflowTask", 1)[0]
+            now = utcnow()
+            e = self.store.event
+            conn.execute(sa.update(e).where(e.c.iWorkflowEventId == eid).values(
+                iStatus=model.EV_PROCESSED, tsProcessing=now))
+            conn.execute(sa.insert(self.store.task).values(
+                iWorkflowTaskId=new_id, sActivity=target, iStatus=model.TASK_RUNNING, tsCreated=now,
+                tsProcessing=now, iWorkflowId=wid, mData=task_memo(data)))
+            self._next = Chained(wf, definition, {"iWorkflowTaskId": new_id, "sActivity": target}, data)
+            return True
+        return False
 
     def _post_outputs(self, conn: sa.Connection, wid: int, definition: Definition, name: str, task_id: int,
-                      inbound: dict[str, str], outputs: list[Output]) -> None:
+                      inbound: dict[str, str], outputs: list[Output], entries: list[tuple[str, str, int]]
+                      ) -> list[tuple[int, str, dict[str, Any]]]:
+        """Post the outbound events; their log lines go into `entries`. Returns (event id, target, vars)."""
         activity = definition.activities[name]
+        posted = []
         for out in outputs:
             transition = activity.transition(out.transition)
             if transition is None:
@@ -378,14 +455,20 @@ class Engine:
             else:
                 text = f"{transition.name}: activated"
             target = transition.target
-            self.store.log(conn, wid, text + (f" -> {target}" if target else ""), activity=name, task_id=task_id)
+            entries.append((text + (f" -> {target}" if target else ""), name, task_id))
             if target:
-                self.store.post_event(conn, wid, target, transition.name, values, source="transition", task_id=task_id)
+                eid = self.store.post_event(conn, wid, target, transition.name, values, source="transition",
+                                            task_id=task_id)
+                posted.append((eid, target, values))
+        return posted
 
     def _context(self, wid: int) -> CallContext:
-        lease = self.store.lease_row(wid) or {}
-        return CallContext(login=lease.get("started_by") or "internal", login_id=lease.get("started_by_id") or 0,
-                           rights=frozenset({"admin"}), allow_sql=False)
+        if self._ctx is None:
+            lease = self.store.lease_row(wid) or {}
+            self._ctx = CallContext(login=lease.get("started_by") or "internal",
+                                    login_id=lease.get("started_by_id") or 0, rights=frozenset({"admin"}),
+                                    allow_sql=False)
+        return self._ctx
 
 
 def _test_pause(activity: str) -> None:

@@ -49,6 +49,26 @@ def vars_memo(root_tag: str, child: str, values: dict[str, Any]) -> str | None:
     return etree.tostring(root, encoding="unicode")
 
 
+def create_tables(metadata: sa.MetaData, engine: sa.Engine) -> None:
+    """CREATE the engine-private tables when missing. Two processes may race to create them (PostgreSQL then
+    fails one CREATE on its catalog's unique index): the loser checks that the table is there and goes on."""
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except sa.exc.DBAPIError:
+        with engine.connect() as conn:
+            present = {t.lower() for t in sa.inspect(conn).get_table_names()}
+        if any(t.name.lower() not in present for t in metadata.sorted_tables):
+            raise
+
+
+def keyed(*items: Any) -> sa.Select:
+    """SELECT of tables / columns labelled by their keys (Campaign's spelling, lower case on PostgreSQL)."""
+    cols: list[Any] = []
+    for item in items:
+        cols.extend(item.c if isinstance(item, sa.Table) else [item])
+    return sa.select(*[c.label(c.key) for c in cols])
+
+
 class Store:
     def __init__(self, storage: Any):
         self.storage = storage
@@ -71,7 +91,7 @@ class Store:
             sa.Column(p("sStartedBy"), sa.String(64), key="started_by"),
             sa.Column(p("iTaskSeq"), sa.Integer, nullable=False, default=0, key="seq"),
         )
-        md.create_all(self.engine, checkfirst=True)
+        create_tables(md, self.engine)
 
     def write(self) -> Any:
         return self.storage.write(self.role)
@@ -86,7 +106,7 @@ class Store:
         text = str(ref).strip()
         cond = w.c.iWorkflowId == int(text) if text.isdigit() else w.c.sInternalName == text
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(w).where(cond, w.c.iWorkflowId != 0)).mappings().first()
+            row = conn.execute(keyed(w).where(cond, w.c.iWorkflowId != 0)).mappings().first()
         return dict(row) if row else None
 
     def get(self, wid: int) -> dict[str, Any]:
@@ -98,7 +118,7 @@ class Store:
     def list(self) -> list[dict[str, Any]]:
         w = self.wf
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(w.c.iWorkflowId, w.c.sInternalName, w.c.sLabel, w.c.iState, w.c.iFailed,
+            rows = conn.execute(keyed(w.c.iWorkflowId, w.c.sInternalName, w.c.sLabel, w.c.iState, w.c.iFailed,
                                           w.c.tsLastStart, w.c.tsLastEnd)
                                 .where(w.c.iWorkflowId != 0).order_by(w.c.sInternalName)).mappings().all()
         return [dict(r) for r in rows]
@@ -106,14 +126,16 @@ class Store:
     def update_wf(self, conn: sa.Connection, wid: int, **values: Any) -> int:
         return conn.execute(sa.update(self.wf).where(self.wf.c.iWorkflowId == wid).values(**values)).rowcount
 
-    def set_instance_vars(self, conn: sa.Connection, wid: int, memo: str | None, values: dict[str, Any]) -> None:
+    def set_instance_vars(self, conn: sa.Connection, wid: int, memo: str | None, values: dict[str, Any]) -> str:
         root = parse_xml(memo, source="workflow mData") if memo else etree.Element("workflow")
         for old in root.findall("variables"):
             root.remove(old)
         var = etree.SubElement(root, "variables")
         for key, value in values.items():
             var.set(key, model._text(value))
-        self.update_wf(conn, wid, mData=etree.tostring(root, encoding="unicode"))
+        memo = etree.tostring(root, encoding="unicode")
+        self.update_wf(conn, wid, mData=memo)
+        return memo
 
     # -- log ---------------------------------------------------------------------------------
     def log(self, conn: sa.Connection | None, wid: int, message: str, *, activity: str = "",
@@ -127,17 +149,27 @@ class Store:
         with self.write() as own:
             own.execute(sa.insert(self.log_t).values(values))
 
+    def log_many(self, conn: sa.Connection, wid: int, entries: list[tuple[str, str, int]],
+                 level: int = model.LOG_INFO) -> None:
+        """Several messages (message, activity, task id) in one INSERT."""
+        if not entries:
+            return
+        ids, now = self.new_ids("xtk:workflowLog", len(entries)), utcnow()
+        conn.execute(sa.insert(self.log_t), [
+            {"iWorkflowLogId": i, "tsLog": now, "iLogType": level, "sActivity": activity[:64], "mMessage": message,
+             "iWorkflowId": wid, "iTaskId": task_id} for i, (message, activity, task_id) in zip(ids, entries, strict=True)])
+
     def logs(self, wid: int, after: int = 0) -> list[dict[str, Any]]:
         t = self.log_t
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.iWorkflowId == wid, t.c.iWorkflowLogId > after)
+            rows = conn.execute(keyed(t).where(t.c.iWorkflowId == wid, t.c.iWorkflowLogId > after)
                                 .order_by(t.c.iWorkflowLogId)).mappings().all()
         return [dict(r) for r in rows]
 
     def tasks(self, wid: int) -> list[dict[str, Any]]:
         t = self.task
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.iWorkflowId == wid).order_by(t.c.iWorkflowTaskId)).mappings().all()
+            rows = conn.execute(keyed(t).where(t.c.iWorkflowId == wid).order_by(t.c.iWorkflowTaskId)).mappings().all()
         return [dict(r) for r in rows]
 
     # -- leases ------------------------------------------------------------------------------
@@ -165,12 +197,17 @@ class Store:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(query)]
 
-    def acquire(self, wid: int, owner: str, ttl_ms: int) -> bool:
-        lt, now = self.lease, now_ms()
+    def acquire(self, wid: int, owner: str, ttl_ms: int, *, needed: bool = False) -> bool:
+        """Take the lease (free, expired or already mine); with `needed`, only if the workflow still needs a
+        worker (a candidate list goes stale while other threads work through it)."""
+        lt, w, now = self.lease, self.wf, now_ms()
+        conds = [lt.c.id == wid, sa.or_(lt.c.owner.is_(None), lt.c.expires < now, lt.c.owner == owner)]
+        if needed:
+            requested = sa.exists().where(w.c.iWorkflowId == wid, w.c.iState.in_(
+                [model.START_REQUESTED, model.PAUSE_REQUESTED, model.RESUME_REQUESTED, model.STOP_REQUESTED]))
+            conds.append(sa.or_(sa.and_(lt.c.wake.is_not(None), lt.c.wake <= now), requested))
         with self.write() as conn:
-            return conn.execute(
-                sa.update(lt).where(lt.c.id == wid, sa.or_(lt.c.owner.is_(None), lt.c.expires < now, lt.c.owner == owner))
-                .values(owner=owner, expires=now + ttl_ms)).rowcount == 1
+            return conn.execute(sa.update(lt).where(*conds).values(owner=owner, expires=now + ttl_ms)).rowcount == 1
 
     def renew(self, conn: sa.Connection, wid: int, owner: str, ttl_ms: int) -> bool:
         lt = self.lease
@@ -185,7 +222,7 @@ class Store:
 
     def lease_row(self, wid: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(self.lease).where(self.lease.c.id == wid)).mappings().first()
+            row = conn.execute(keyed(self.lease).where(self.lease.c.id == wid)).mappings().first()
         return dict(row) if row else None
 
     # -- events ------------------------------------------------------------------------------
@@ -200,6 +237,6 @@ class Store:
 
     def pending_events(self, conn: sa.Connection, wid: int) -> list[dict[str, Any]]:
         e = self.event
-        rows = conn.execute(sa.select(e).where(e.c.iWorkflowId == wid, e.c.iStatus == model.EV_PENDING)
+        rows = conn.execute(keyed(e).where(e.c.iWorkflowId == wid, e.c.iStatus == model.EV_PENDING)
                             .order_by(e.c.iWorkflowEventId)).mappings().all()
         return [dict(r) for r in rows]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -73,10 +74,13 @@ class Worker:
         """Process every workflow that can be leased now; True when one was processed."""
         owner = owner or f"{self.prefix}:sync"
         did = False
-        for wid in self.store.candidates():
+        candidates = self.store.candidates()
+        if self.threads > 1:  # threads of one worker do not all race for the same first candidate
+            random.shuffle(candidates)
+        for wid in candidates:
             if self._stop.is_set():
                 break
-            if not self.store.acquire(wid, owner, self.ttl_ms):
+            if not self.store.acquire(wid, owner, self.ttl_ms, needed=True):
                 continue
             did = True
             with self._lock:

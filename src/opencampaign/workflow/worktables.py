@@ -100,13 +100,32 @@ def exists(conn: sa.Connection, table_: str) -> bool:
     return table_.lower() in {t.lower() for t in sa.inspect(conn).get_table_names()}
 
 
-def drop_all(storage: Any, workflow_id: int) -> list[str]:
+_CATALOG = {
+    "duckdb": "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema() AND table_name LIKE :p",
+    "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE :p",
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE :p",
+}
+
+
+def list_tables(conn: sa.Connection, workflow_id: int) -> list[str]:
+    """The work tables of a workflow, from the catalog (one query; no reflection of the whole database)."""
     start = prefix(workflow_id)
+    sql = _CATALOG.get(conn.dialect.name)
+    if sql is None:
+        found = sa.inspect(conn).get_table_names()
+    else:
+        found = [r[0] for r in conn.execute(sa.text(sql), {"p": start + "%"})]
+    # LIKE treats '_' as a wildcard: the exact prefix and the name pattern are checked here
+    return [t for t in found if t.lower().startswith(start) and _NAME.match(t.lower())]
+
+
+def drop_all(storage: Any, workflow_id: int) -> list[str]:
     with engine(storage).connect() as conn:
-        names = [t for t in sa.inspect(conn).get_table_names() if t.lower().startswith(start) and _NAME.match(t.lower())]
-    with storage.write(CLOUD) as conn:
-        for t in names:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
+        names = list_tables(conn, workflow_id)
+    if names:  # no write transaction (no commit) when there is nothing to drop
+        with storage.write(CLOUD) as conn:
+            for t in names:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
     return names
 
 

@@ -18,7 +18,7 @@ from ...storage.placement import CLOUD
 from .. import worktables as wt
 from ..expr import SchemaScope
 from ..model import Activity, Definition, DefinitionError
-from ..store import utcnow
+from ..store import create_tables, utcnow
 from . import ActivityError, Output, RunContext, register
 
 OPERATIONS = ("insert", "update", "upsert", "insertOrUpdate", "delete")
@@ -36,7 +36,7 @@ def batch_table(engine: sa.Engine) -> sa.Table:
                      sa.Column(physical("iTaskId", dialect), sa.Integer, primary_key=True, autoincrement=False, key="task"),
                      sa.Column(physical("iBatch", dialect), sa.Integer, primary_key=True, autoincrement=False, key="batch"),
                      sa.Column(physical("iRows", dialect), sa.BigInteger, key="rows"))
-    md.create_all(engine, checkfirst=True)
+    create_tables(md, engine)  # two workers may create it at the same time
     _batch_tables[id(engine)] = table
     return table
 

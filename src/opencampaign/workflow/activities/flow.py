@@ -93,7 +93,10 @@ def wake_signal(rc: RunContext) -> Wait | list[Output]:
     if rc.signal is None:  # expired
         return [rc.emit(t.name) for t in rc.activity.transitions if t.name == "expiration"]
     outputs = _signal_outputs(rc)
-    return outputs if rc.signal.get("complete") else Wait(None, outputs)
+    # A signal reached through a transition waits once; an initial signal keeps listening
+    # unless the event completes it (PostEvent complete=true).
+    once = bool(rc.definition.inbound(rc.activity.name))
+    return outputs if rc.signal.get("complete") or once else Wait(None, outputs)
 
 
 def _signal_outputs(rc: RunContext) -> list[Output]:
@@ -103,7 +106,9 @@ def _signal_outputs(rc: RunContext) -> list[Output]:
     chosen = next((t for t in candidates if t.name == name), None) if name else (candidates[0] if candidates else None)
     if chosen is None:
         raise ActivityError(f"Activity '{rc.activity.name}': no transition '{name}'")
-    return [rc.emit(chosen.name, None, **rc.signal.get("vars", {}))]
+    # the inbound population (when the signal was reached through a transition) goes on
+    population = rc.inputs[0] if rc.inputs else None
+    return [rc.emit(chosen.name, population, **rc.signal.get("vars", {}))]
 
 
 def validate_signal(activity: Activity, definition: Definition, storage: Any) -> None:
