@@ -7,6 +7,7 @@ The SDK is installed into tests/node/node_modules with npm when missing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,3 +80,17 @@ def test_deeper_checks_with_the_sdk(sdk_server: LiveServer):
     result = _node(["--test", "deep.test.js"], sdk_server)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# fail 0" in result.stdout
+
+
+def test_javascript_schema_methods_through_the_sdk(tmp_path: Path, node_modules: Path):
+    """A custom schema whose methods live in an xtk:javascript library, called by the unchanged SDK."""
+    schemas = Path(__file__).parent / "js_corpus" / "schemas"
+    with LiveServer(tmp_path / "instance", "--schemas", str(schemas),
+                    env={"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD}) as live:
+        result = _node(["jsmethod.js"], live)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["hello"] == "Hello Ann"
+    assert out["previous"] == "old" and out["thisLabel"] == "new"  # the updated `this` came back
+    # Campaign wraps a method failure in SOP-330011; the script's own code and text are in the detail.
+    assert out["fault"] == "SOP-330011" and "CUS-000001 It failed" in out["faultMessage"]
