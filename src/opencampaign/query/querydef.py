@@ -27,6 +27,7 @@ from ..context import CallContext
 from ..schema.model import Element, Schema
 from ..schema.registry import SchemaRegistry
 from ..security.conditions import access_denied
+from ..security.folders import folder_column, folder_rights
 from ..storage.engines import read_connection
 from ..storage.placement import CLOUD, LOCAL
 from ..storage.storage import Storage
@@ -271,6 +272,9 @@ class _Level:
         self.shaper: RowShaper | None = None
         if query.read_denied(schema):  # readAccess sysFilter: Campaign appends FALSE to the where
             self.filters.append(sa.false())
+        hidden = query.hidden_folders(schema)
+        if hidden:  # folder rights: records of folders the caller may not read are left out
+            self.filters.append(sa.not_(query.compiler.sortable("[@folder-id]", self.scope).sql.in_(sorted(hidden))))
 
     # -- columns
     def add_column(self, sql: Any, prefix: str = "c") -> int:
@@ -500,6 +504,13 @@ class _Query:
         self.max_expression_length = max_expression_length
         self._denied: dict[str, bool] = {}
         self.use_role(storage.home(schema.id))
+
+    def hidden_folders(self, schema: Schema) -> frozenset[int]:
+        """Folders whose records this caller may not read, when `schema` files records in folders."""
+        if folder_column(schema) is None:
+            return frozenset()
+        rights = folder_rights(self.storage)
+        return rights.denied(self.ctx, "read") if rights is not None else frozenset()
 
     def read_denied(self, schema: Schema) -> bool:
         """The schema's `<sysFilter name="readAccess">` hides every row from this caller."""
@@ -817,8 +828,10 @@ def execute_query(storage: Storage, registry: SchemaRegistry, document: Document
         variables = frozenset(ctx.variables.items())
     except TypeError:  # unhashable variable values: not cached
         return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+    rights = folder_rights(storage)
+    hidden = tuple(sorted(rights.denied(ctx, "read"))) if rights is not None else ()
     key = (canonical, classes, default_line_count, max_expression_length, ctx.login_id, ctx.login, ctx.rights,
-           ctx.allow_sql, variables, id(storage), id(registry))
+           ctx.allow_sql, variables, hidden, id(storage), id(registry))
     params = {f"oc_lift_{i}": v for i, v in enumerate(values)}
     plan = PLANS.get(key)
     if plan is not None and plan.storage is storage and plan.registry is registry:

@@ -368,4 +368,55 @@ def check_write_access(plan: Plan) -> None:
         if write_denied(schema, plan.ctx):
             raise WriteFailure(f"You are not allowed to modify documents of type '{schema.full_label}' "
                                f"(access filter 'writeAccess').")
+    check_folder_access(plan)
+
+
+def check_folder_access(plan: Plan) -> None:
+    """Folder rights: writing a record needs the write right on its folder (before and after the
+    change), deleting it the delete right."""
+    from ..security.folders import folder_column, folder_rights
+
+    rights = folder_rights(plan.storage)
+    if rights is None:
+        return
+    denied = {action: rights.denied(plan.ctx, action) for action in ("write", "delete")}
+    if not denied["write"] and not denied["delete"]:
+        return
+    by_schema: dict[str, list[Row]] = {}
+    for row in plan.order:
+        if row.state in ("insert", "update", "delete") and folder_column(row.schema) is not None:
+            by_schema.setdefault(row.schema.id, []).append(row)
+    for rows in by_schema.values():
+        schema = rows[0].schema
+        column = folder_column(schema)
+        assert column is not None
+        current = _current_folders(plan, schema, [r for r in rows if r.state != "insert" and not r.generated_pk])
+        for row in rows:
+            action = "delete" if row.state == "delete" else "write"
+            folders = {current.get(row.pk)} if row.state != "insert" else set()
+            if row.state != "delete" and column in row.changes:
+                folders.add(row.changes[column])
+            blocked = sorted(f for f in folders if f in denied[action])
+            if blocked:
+                raise WriteFailure(f"You are not allowed to {action} records of folder {blocked[0]} "
+                                   f"('{schema.full_label}'): folder rights.")
+
+
+def _current_folders(plan: Plan, schema: Schema, rows: list[Row]) -> dict[tuple, Any]:
+    """The folder each existing row is in now, read in one query per schema."""
+    from ..security.folders import folder_column
+
+    key = schema.primary_key
+    column = folder_column(schema)
+    if not rows or key is None or column is None:
+        return {}
+    table = plan.storage.table(schema.id)
+    key_columns = [table.c[schema.attribute(f).sqlname] for f in key.fields]  # type: ignore[union-attr]
+    pks = [r.pk for r in rows if len(r.pk) == len(key_columns)]
+    if not pks:
+        return {}
+    condition = (key_columns[0].in_([p[0] for p in pks]) if len(key_columns) == 1
+                 else sa.tuple_(*key_columns).in_(pks))
+    with plan.storage.engine_for(schema.id).connect() as conn:
+        return {tuple(r[:-1]): r[-1] for r in conn.execute(sa.select(*key_columns, table.c[column]).where(condition))}
 
