@@ -86,4 +86,7 @@ def test_writes_need_the_write_right_on_both_folders(setup):
         write(storage, registry, '<recipient xtkschema="nms:recipient" _key="@email" email="a@example.com" '
               '_operation="delete"/>', bob)
     assert "x@example.com" not in _emails(instance, ADMIN)
+    with pytest.raises(DataApiError, match="folder rights"):  # DeleteCollection checks the same rights
+        delete_collection(storage, registry, "nms:recipient", None, False, bob)
+    assert len(_emails(instance, ADMIN)) == 4
     assert delete_collection(storage, registry, "nms:recipient", None, False, ADMIN) >= 3  # admins may do anything
