@@ -308,55 +308,20 @@ def duplicate_key(schema: Schema, values: tuple | None, engine_line: str = "") -
 # --- access: sysFilter writeAccess ---------------------------------------------------------
 
 
-class _NotConstant(Exception):
-    """An expression that depends on the row: not decidable before reading it."""
-
-
-def _context_value(node: Any, ctx: CallContext) -> Any:
-    from .expr import ast
-
-    if isinstance(node, ast.Boolean | ast.String | ast.Number):
-        return node.value
-    if isinstance(node, ast.Null):
-        return None
-    if isinstance(node, ast.Variable):
-        if node.name == "loginId":
-            return ctx.login_id
-        if node.name == "login":
-            return ctx.login
-        if node.name in ctx.variables:
-            return ctx.variables[node.name]
-        raise _NotConstant(node.name)
-    if isinstance(node, ast.FunctionCall) and node.name.lower() == "hasnamedright" and len(node.args) == 1:
-        return ctx.has_right(str(_context_value(node.args[0], ctx)))
-    if isinstance(node, ast.Unary) and node.op == "NOT":
-        return not _context_value(node.operand, ctx)
-    if isinstance(node, ast.Binary):
-        left, right = _context_value(node.left, ctx), _context_value(node.right, ctx)
-        if isinstance(left, bool) or isinstance(right, bool):
-            left, right = bool(left), bool(right)
-        operations = {"AND": lambda: bool(left) and bool(right), "OR": lambda: bool(left) or bool(right),
-                      "=": lambda: left == right, "<>": lambda: left != right}
-        if node.op in operations:
-            return operations[node.op]()
-    raise _NotConstant(type(node).__name__)
-
-
 def write_denied(schema: Schema, ctx: CallContext) -> bool:
     """Whether the schema's `writeAccess` filter forbids this caller any write: a condition whose
-    `enabledIf` holds for the caller and whose `expr` is constant false (`expr="FALSE"`, as on
+    `enabledIf` holds for the caller and whose `expr` is false for them (`expr="FALSE"`, as on
     xtk:operator). Row-dependent filters are not enforced here (docs/write.md)."""
-    from .expr.parser import parse_expression
+    from ..security.conditions import ConditionError, is_true
 
     main = compiled_node(schema, "")
     for condition in main.iterfind("sysFilter[@name='writeAccess']/condition") if main is not None else ():
         try:
-            enabled = condition.get("enabledIf")
-            if enabled and not _context_value(parse_expression(enabled), ctx):
+            if not is_true(condition.get("enabledIf"), ctx):
                 continue
-            if not _context_value(parse_expression(condition.get("expr") or "TRUE"), ctx):
+            if not is_true(condition.get("expr") or "TRUE", ctx):
                 return True
-        except _NotConstant:
+        except ConditionError:  # depends on the row: not decidable before reading it
             continue
         except Exception:  # noqa: BLE001 - an unparsable filter denies rather than opens
             return True
