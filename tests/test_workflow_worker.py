@@ -17,7 +17,7 @@ from opencampaign.workflow import commands, model
 from opencampaign.workflow.store import Store
 from opencampaign.workflow.worker import Worker, wait_idle
 
-from .workflow_helpers import ENV, add_recipients, log_text, new_instance, write_workflow
+from .workflow_helpers import ENV, add_recipients, drive, log_text, new_instance, write_workflow
 
 WORKER = ("import argparse, sys\n"
           "from opencampaign.workflow.cli import add_arguments\n"
@@ -123,6 +123,29 @@ def test_lease_is_exclusive_and_expires(tmp_path: Path, backend_env: dict[str, s
     with store.write() as conn:
         assert not store.renew(conn, wid, "a", 1000)  # the old owner is fenced off
     store.release(wid, "b", None)
+    inst.close()
+
+
+def test_event_posted_while_the_worker_holds_the_lease_is_not_lost(tmp_path: Path, backend_env: dict[str, str]
+                                                                   ) -> None:
+    """The worker decided "nothing due" just before an API signal arrived: releasing must keep the wake-up."""
+    inst = new_instance(tmp_path / "poke", backend_env)
+    write_workflow(inst, "w", '<signal name="signal"><transitions><go name="go" target="end"/></transitions></signal>'
+                   '<end name="end"/>')
+    commands.start(inst, "w", INTERNAL)
+    store = commands.store_of(inst)
+    wid = commands.find(inst, "w")["iWorkflowId"]
+    worker = Worker(inst, threads=1, lease_seconds=30)
+    while worker.run_once():  # until the signal task waits
+        pass
+    assert wid not in store.candidates()  # waiting for its signal, nothing due
+    assert store.acquire(wid, "worker", 10_000)
+    seen = store.pokes(wid)
+    commands.post_event(inst, "w", "signal", "", {}, True, INTERNAL, source="API")
+    store.release(wid, "worker", None, seen)  # the run computed "no wake" before the event came in
+    assert wid in store.candidates()
+    drive(inst, "w", timeout=10)
+    assert commands.find(inst, "w")["iState"] == model.FINISHED
     inst.close()
 
 

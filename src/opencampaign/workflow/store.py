@@ -89,7 +89,9 @@ class Store:
             sa.Column(p("iWake"), sa.BigInteger, key="wake"),  # epoch ms; NULL = nothing due
             sa.Column(p("iStartedById"), sa.Integer, key="started_by_id"),
             sa.Column(p("sStartedBy"), sa.String(64), key="started_by"),
-            sa.Column(p("iTaskSeq"), sa.Integer, nullable=False, default=0, key="seq"),
+            # Counts wake-ups asked for by others (events, commands): a worker that releases the lease with
+            # "nothing due" must not erase one posted while it ran (the column predates this use).
+            sa.Column(p("iTaskSeq"), sa.Integer, nullable=False, default=0, key="pokes"),
         )
         create_tables(md, self.engine)
 
@@ -176,11 +178,11 @@ class Store:
     def ensure_lease_row(self, conn: sa.Connection, wid: int, *, wake: int | None, started_by: tuple[int, str] | None
                          ) -> None:
         lt = self.lease
-        values: dict[str, Any] = {"wake": wake}
+        values: dict[str, Any] = {"wake": wake, "pokes": lt.c.pokes + 1}
         if started_by is not None:
             values.update(started_by_id=started_by[0], started_by=started_by[1])
         if conn.execute(sa.update(lt).where(lt.c.id == wid).values(**values)).rowcount == 0:
-            conn.execute(sa.insert(lt).values(id=wid, owner=None, expires=0, seq=0, **values))
+            conn.execute(sa.insert(lt).values(id=wid, owner=None, expires=0, **{**values, "pokes": 1}))
 
     def wake(self, conn: sa.Connection, wid: int, at: int | None = None) -> None:
         self.ensure_lease_row(conn, wid, wake=now_ms() if at is None else at, started_by=None)
@@ -214,11 +216,20 @@ class Store:
         return conn.execute(sa.update(lt).where(lt.c.id == wid, lt.c.owner == owner)
                             .values(expires=now_ms() + ttl_ms)).rowcount == 1
 
-    def release(self, wid: int, owner: str, wake: int | None) -> None:
+    def pokes(self, wid: int) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(self.lease.c.pokes).where(self.lease.c.id == wid)).scalar() or 0
+
+    def release(self, wid: int, owner: str, wake: int | None, seen_pokes: int | None = None) -> None:
+        """Free the lease; when someone asked for a wake-up since `seen_pokes`, the workflow is due now."""
         lt = self.lease
+        if seen_pokes is not None:
+            value: Any = sa.case((lt.c.pokes != seen_pokes, now_ms()), else_=sa.literal(wake, sa.BigInteger))
+        else:
+            value = wake
         with self.write() as conn:
             conn.execute(sa.update(lt).where(lt.c.id == wid, lt.c.owner == owner)
-                         .values(owner=None, expires=0, wake=wake))
+                         .values(owner=None, expires=0, wake=value))
 
     def lease_row(self, wid: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -86,6 +86,7 @@ class Worker:
             with self._lock:
                 self._held[wid] = owner
             wake: int | None = now_ms() + 5000
+            seen_pokes = self.store.pokes(wid)  # read after the lease: a later poke is seen by release
             try:
                 wake = Engine(self.instance, self.store, owner, self.ttl_ms).run(wid)
             except LeaseLost:
@@ -97,7 +98,7 @@ class Worker:
                 with self._lock:
                     self._held.pop(wid, None)
                 try:
-                    self.store.release(wid, owner, wake)
+                    self.store.release(wid, owner, wake, seen_pokes)
                 except Exception:  # noqa: BLE001
                     log.exception("workflow %s: cannot release the lease", wid)
         return did
