@@ -137,21 +137,30 @@ def put(row: etree._Element, spec: OutSpec, raw: Any, fmt: Callable[[Any], str] 
 
 
 _Field = tuple[int, str, Callable[[Any], str], Enumeration | None]
+Converter = Callable[[Any], Any]
 
 
 class RowShaper:
     """Builds row elements: the attributes of the row and of its one-level child elements in one
-    lxml call each (in select order), the rest (text nodes, deeper or `..` paths) through put()."""
+    lxml call each (in select order), the rest (text nodes, deeper or `..` paths) through put().
 
-    def __init__(self, row_name: str, outputs: list[tuple[int, OutSpec]]):
+    `converters` ({column index: function}) turn what a raw driver returns into what SQLAlchemy
+    would have returned (e.g. SQLite's datetime text), for rows read without SQLAlchemy.
+    A shaper is immutable once built and shared by the threads running its plan."""
+
+    def __init__(self, row_name: str, outputs: list[tuple[int, OutSpec]],
+                 converters: dict[int, Converter] | None = None):
         self.row_name = row_name
+        self.converters = dict(converters or {})
         self.flat: list[_Field] = []
         self.children: dict[str, list[_Field]] = {}
         # child-level work in select order: a tag (its attribute group) or a put()
         self.rest: list[str | tuple[int, OutSpec, Callable[[Any], str]]] = []
-        self._memo: tuple[Any, etree._Element | None] = (None, None)
+        self._families: dict[int, str | None] = {}
+        memo: list[tuple[Any, Any]] = [(None, None)]  # (memo text, parsed), read and replaced as one tuple
         for index, spec in outputs:
-            fmt = self._memo_reader(spec.xml) if spec.xml is not None else formatter(spec.type)
+            fmt = _memo_reader(spec.xml, memo) if spec.xml is not None else formatter(spec.type)
+            self._families[index] = None if spec.xml is not None else _FAMILIES.get(spec.type)
             field = (index, spec.name or "", fmt, spec.enum if spec.analyze else None)
             if spec.name is None or len(spec.steps) > 1 or spec.steps[:1] == ("..",):
                 self.rest.append((index, spec, fmt))
@@ -161,14 +170,7 @@ class RowShaper:
                 if spec.steps[0] not in self.children:
                     self.rest.append(spec.steps[0])
                 self.children.setdefault(spec.steps[0], []).append(field)
-
-    def _memo_reader(self, xpath: str) -> Callable[[Any], str]:
-        def read(raw: Any) -> str:
-            if self._memo[0] is not raw:  # several fields of one row share one parse
-                self._memo = (raw, read_memo(raw))
-            return get_text(self._memo[1], xpath) or ""
-
-        return read
+        self._template = self._make_template()
 
     @staticmethod
     def _attrib(fields: list[_Field], row: Any) -> dict[str, str]:
@@ -181,19 +183,21 @@ class RowShaper:
                     attrib[f"{name}Name"], attrib[f"{name}Label"] = found.name, found.label
         return attrib
 
+    def convert(self, row: Any) -> Any:
+        if not self.converters:
+            return row
+        values = list(row)
+        for index, convert in self.converters.items():
+            values[index] = convert(values[index])
+        return values
+
     def collection(self, root_tag: str, rows: list[Any]) -> etree._Element:
         """`<root_tag>` holding one element per row. When every value is an attribute of the row
         or of a one-level child, the document is written as text and parsed once (lxml's parser
         is several times faster than building elements one call at a time)."""
-        template = self._template()
-        if template is not None:
-            text, getters = template
-            parts = [f"<{root_tag}>"]
-            for row in rows:
-                parts.append(text.format(*[_escape(fmt(row[i])) for i, fmt in getters]))
-            parts.append(f"</{root_tag}>")
+        if self._template is not None and rows:
             try:
-                return etree.fromstring("".join(parts))
+                return etree.fromstring(self._collection_text(root_tag, rows))
             except (etree.XMLSyntaxError, ValueError):  # a repeated alias, a value beyond libxml2's limits...
                 pass
         root = etree.Element(root_tag)
@@ -201,25 +205,62 @@ class RowShaper:
             self.element(root, row)
         return root
 
-    def _template(self) -> tuple[str, list[tuple[int, Callable[[Any], str]]]] | None:
-        """The row as a format string with one slot per value, when every value is a plain
+    def _collection_text(self, root_tag: str, rows: list[Any]) -> str:
+        """The rows written column by column: each column is formatted (and checked for characters
+        to escape) in a few C-level passes, then the row texts are interleaved by slice assignment,
+        so the Python work per row is constant and small."""
+        assert self._template is not None
+        segments, fields = self._template
+        count = len(rows)
+        columns = list(zip(*rows, strict=True)) if fields else []
+        stride = len(segments) + len(fields)
+        parts: list[Any] = [None] * (count * stride)
+        for position, segment in enumerate(segments):
+            parts[2 * position::stride] = [segment] * count
+        for position, (index, fmt) in enumerate(fields):
+            values = columns[index]
+            convert = self.converters.get(index)
+            if convert is not None:
+                values = list(map(convert, values))
+            parts[2 * position + 1::stride] = _column_text(values, fmt, self._families.get(index))
+        return f"<{root_tag}>{''.join(parts)}</{root_tag}>"
+
+    def _make_template(self) -> tuple[list[str], list[tuple[int, Callable[[Any], str]]]] | None:
+        """The row as text segments around one slot per value, when every value is a plain
         attribute of the row or of a one-level child (names are checked XML names)."""
         if not all(isinstance(work, str) for work in self.rest):
             return None
         fields = [*self.flat, *(f for tag in self.rest for f in self.children[str(tag)])]
         if any(enum is not None for *_, enum in fields):
             return None
-
-        def attributes(group: list[_Field]) -> str:
-            return "".join(f' {name}="{{}}"' for _, name, _, _ in group)
-
-        children = "".join(f"<{tag}{attributes(self.children[str(tag)])}/>" for tag in self.rest)
-        head = f"<{self.row_name}{attributes(self.flat)}"
-        text = f"{head}>{children}</{self.row_name}>" if children else f"{head}/>"
-        return text, [(index, fmt) for index, _, fmt, _ in fields]
+        segments: list[str] = []
+        text = f"<{self.row_name}"
+        for _, name, _, _ in self.flat:
+            segments.append(f'{text} {name}="')
+            text = '"'
+        text += ">" if self.rest else "/>"
+        for tag in self.rest:
+            text += f"<{tag}"
+            for _, name, _, _ in self.children[str(tag)]:
+                segments.append(f'{text} {name}="')
+                text = '"'
+            text += "/>"
+        if self.rest:
+            text += f"</{self.row_name}>"
+        segments.append(text)
+        return segments, [(index, fmt) for index, _, fmt, _ in fields]
 
     def element(self, parent: etree._Element, row: Any) -> etree._Element:
-        elem = etree.SubElement(parent, self.row_name, self._attrib(self.flat, row))
+        """The element of `row`, appended to `parent`."""
+        row = self.convert(row)
+        return self._fill(etree.SubElement(parent, self.row_name, self._attrib(self.flat, row)), row)
+
+    def single(self, row: Any) -> etree._Element:
+        """The element of `row` as a document root (operation get / getIfExists)."""
+        row = self.convert(row)
+        return self._fill(etree.Element(self.row_name, self._attrib(self.flat, row)), row)
+
+    def _fill(self, elem: etree._Element, row: Any) -> etree._Element:
         for work in self.rest:
             if isinstance(work, str):
                 found = elem.find(work)
@@ -230,6 +271,54 @@ class RowShaper:
             else:
                 put(elem, work[1], row[work[0]], work[2])
         return elem
+
+
+def _memo_reader(xpath: str, last: list[tuple[Any, Any]]) -> Callable[[Any], str]:
+    """Reads one field of a row's XML memo. The readers of one shaper share `last`, the memo
+    parsed last, so several fields of one row share one parse."""
+
+    def read(raw: Any) -> str:
+        entry = last[0]  # one read: another thread running the same plan may replace it meanwhile
+        if entry[0] is raw:
+            parsed = entry[1]
+        else:
+            parsed = read_memo(raw)
+            last[0] = (raw, parsed)
+        return get_text(parsed, xpath) or ""
+
+    return read
+
+
+def _column_text(values: Any, fmt: Callable[[Any], str], family: str | None) -> Any:
+    """The escaped texts of one column. Fast paths: strings that need neither replacement nor
+    escaping are used as they are; integers are str()."""
+    if family == "string":
+        try:
+            joined = "".join(values)  # TypeError when a value is null or not a string
+        except TypeError:
+            pass
+        else:
+            if _plain(joined):
+                return values
+    elif family == "integer" and {*map(type, values)} == {int}:
+        return list(map(str, values))
+    texts = list(map(fmt, values))
+    return texts if _plain("".join(texts)) else [_escape(t) for t in texts]
+
+
+# Bytes of UTF-8 text that need no replacement (xml_text) nor escape (_escape): deleting them
+# leaves nothing when a whole column can be used as it is.
+_PLAIN_BYTES = bytes(b for b in range(0x20, 0x100) if b not in b'&<"')
+
+
+def _plain(text: str) -> bool:
+    """True when `text` holds no character to replace or escape (one C pass, ~10x faster than
+    the regex searches)."""
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return not data.translate(None, _PLAIN_BYTES) and "\ufffe" not in text and "\uffff" not in text
 
 
 def _escape(value: str) -> str:

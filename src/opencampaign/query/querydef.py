@@ -9,8 +9,10 @@ whole page (never one per row). Decisions are documented in docs/querydef.md.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -28,7 +30,7 @@ from ..schema.model import Element, Schema
 from ..schema.registry import SchemaRegistry
 from ..security.conditions import access_denied
 from ..security.folders import folder_column, folder_rights
-from ..storage.engines import read_connection
+from ..storage.engines import ReadConnections, read_connection, read_connections
 from ..storage.placement import CLOUD, LOCAL
 from ..storage.storage import Storage
 from ..xmlsafe import XMLInputError, parse_xml
@@ -675,9 +677,9 @@ class _Query:
         return self.run_planned(level, statement, params)
 
     def run_planned(self, level: _Level, statement: sa.Select, params: dict[str, Any] | None = None,
-                    compiled: dict[str, Any] | None = None) -> etree._Element:
-        """Run a planned statement; `params` rebinds lifted constants, `compiled` caches the
-        statement compiled for its engine (plan cache)."""
+                    compiled: dict[int, Any] | None = None) -> etree._Element:
+        """Run a planned statement through SQLAlchemy; `params` rebinds lifted constants,
+        `compiled` caches the statement compiled for its engine (plan cache)."""
         engine = self.storage.engine(self.role)
         try:
             # One statement (no sub-select): no transaction round trip, the statement is atomic.
@@ -686,25 +688,29 @@ class _Query:
                 if self.qd.operation == "count":
                     return count_document(self.schema.name, int(result.scalar() or 0))
                 rows = result.all()
-                if self.qd.operation == "select":
-                    root = level.collection(f"{self.schema.name}-collection", rows)
-                    elements = list(root)
-                else:
-                    holder = etree.Element("holder")
-                    elements = [level.element(holder, row) for row in rows[:1]]
-                    if not elements:
-                        if self.qd.operation == "get":
-                            raise errors.DataApiError(errors.NO_RESULT, f"The query on '{self.schema.full_label}' "
-                                                                        f"returned no result (operation 'get').")
-                        return etree.Element(self.schema.name)
-                    root = elements[0]
-                    holder.remove(root)
-                self.fill_collections(conn, level, rows, elements, 1)
+                root, elements = self.document(level.row_shaper(), rows, bool(level.collections))
+                if level.collections:
+                    self.fill_collections(conn, level, rows, elements, 1)
                 return root
         except sa.exc.SQLAlchemyError as exc:
             raise errors.database_error(exc, self.statement.dialect) from None
         except ExpressionError as exc:  # raised while rendering SQL (misplaced When/Else...)
             raise errors.expression_error(exc.expression or "", exc.detail) from None
+
+    def document(self, shaper: RowShaper, rows: list[Any], with_elements: bool = False
+                 ) -> tuple[etree._Element, list[etree._Element]]:
+        """The output document of a select / get / getIfExists, and (`with_elements`) the row
+        elements in row order, for the sub-selects to fill."""
+        if self.qd.operation == "select":
+            root = shaper.collection(f"{self.schema.name}-collection", rows)
+            return root, list(root) if with_elements else []
+        if not rows:
+            if self.qd.operation == "get":
+                raise errors.DataApiError(errors.NO_RESULT, f"The query on '{self.schema.full_label}' "
+                                                            f"returned no result (operation 'get').")
+            return etree.Element(self.schema.name), []
+        root = shaper.single(rows[0])
+        return root, [root]
 
     def fill_collections(self, conn: sa.Connection, level: _Level, rows: list[Any],
                          elements: list[etree._Element], depth: int) -> None:
@@ -754,7 +760,7 @@ class _Query:
 
 
 def _execute(conn: sa.Connection, statement: sa.Select, params: dict[str, Any],
-             compiled: dict[str, Any] | None) -> Any:
+             compiled: dict[int, Any] | None) -> Any:
     """Execute, reusing the statement compiled for this engine when the plan is cached (DuckDB's
     dialect turns SQLAlchemy's compiled cache off, so every execute would compile again)."""
     if compiled is None:
@@ -817,56 +823,191 @@ def execute_query(storage: Storage, registry: SchemaRegistry, document: Document
     Raises DataApiError (Campaign code and message chain) for every refused or failed query.
     `default_line_count` caps a select without lineCount ([query] default_line_count).
     Plans are cached (see PlanCache): a repeated document, whatever its integer constants,
-    skips parsing and planning.
+    skips parsing and planning, and runs its SQL directly on the driver.
     """
     text = _document_text(document)
     lifted = _lift_constants(text) if text is not None else None
     if lifted is None:
         return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
-    canonical, values, classes = lifted
     try:
-        variables = frozenset(ctx.variables.items())
+        variables = frozenset(ctx.variables.items()) if ctx.variables else None
     except TypeError:  # unhashable variable values: not cached
         return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
     rights = folder_rights(storage)
-    hidden = tuple(sorted(rights.denied(ctx, "read"))) if rights is not None else ()
-    key = (canonical, classes, default_line_count, max_expression_length, ctx.login_id, ctx.login, ctx.rights,
+    hidden = rights.denied(ctx, "read") if rights is not None else None
+    key = (lifted.key, default_line_count, max_expression_length, ctx.login_id, ctx.login, ctx.rights,
            ctx.allow_sql, variables, hidden, id(storage), id(registry))
-    params = {f"oc_lift_{i}": v for i, v in enumerate(values)}
     plan = PLANS.get(key)
     if plan is not None and plan.storage is storage and plan.registry is registry:
-        return plan.query.run_planned(plan.level, plan.statement, params, plan.compiled)
+        return plan.run(lifted.values)
+    values = lifted.values
     try:
         lifted_ctx = dataclasses.replace(ctx, variables={
             **ctx.variables, **{f"{LIFTED_PREFIX}{i}": v for i, v in enumerate(values)}})
-        query = _query(storage, registry, canonical, lifted_ctx, default_line_count, max_expression_length)
+        query = _query(storage, registry, lifted.canonical(), lifted_ctx, default_line_count, max_expression_length)
         level, statement = query.plan()
     except errors.DataApiError:
         # errors are reported on the document as sent (the lifted form would name $(variables))
         return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
     if level.collections:  # sub-selects are planned while running, from the call's values: not cached
         return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
-    plan = _Plan(storage, registry, query, level, statement, {})
+    plan = _Plan(storage, registry, query, level, statement)
     PLANS.put(key, plan)
-    return query.run_planned(level, statement, params, plan.compiled)
+    return plan.run(values)
 
 
-@dataclass
 class _Plan:
-    storage: Storage
-    registry: SchemaRegistry
-    query: _Query
-    level: _Level
-    statement: sa.Select
-    compiled: dict[int, Any]  # the statement compiled per dialect
+    """A planned single-statement query, shared by every thread that sends the same document
+    (modulo its integer constants). Its SQL runs on a raw driver connection (`_Runner`); when the
+    engine's driver is not one we run raw, or the statement needs what only SQLAlchemy does, it
+    runs through SQLAlchemy with the statement compiled once."""
+
+    def __init__(self, storage: Storage, registry: SchemaRegistry, query: _Query, level: _Level,
+                 statement: sa.Select):
+        self.storage = storage
+        self.registry = registry
+        self.query = query
+        self.level = level
+        self.statement = statement
+        self.compiled: dict[int, Any] = {}  # the statement compiled per dialect (SQLAlchemy path)
+        self.runner: _Runner | None = None
+        self.raw = True  # False once the raw path was found unusable for this plan
+        self.lock = threading.Lock()
+
+    def run(self, values: list[int]) -> etree._Element:
+        runner = self.runner
+        if runner is None and self.raw:
+            runner = self._runner()
+        if runner is not None:
+            try:
+                rows, shaper = runner.fetch(values)
+            except _UseSqlAlchemy as exc:
+                if exc.permanent:
+                    self.raw, self.runner = False, None
+            else:
+                query = self.query
+                if query.qd.operation == "count":
+                    return count_document(query.schema.name, int((rows[0][0] if rows else 0) or 0))
+                return query.document(shaper, rows)[0]
+        params = {f"oc_lift_{i}": v for i, v in enumerate(values)}
+        return self.query.run_planned(self.level, self.statement, params, self.compiled)
+
+    def _runner(self) -> _Runner | None:
+        with self.lock:  # built once, whichever thread comes first
+            if self.runner is None and self.raw:
+                query = self.query
+                engine = query.storage.engine(query.role)
+                reads = read_connections(engine)
+                try:
+                    self.runner = _Runner(reads, self.statement, self.level) if reads is not None else None
+                except (_UseSqlAlchemy, ExpressionError, sa.exc.SQLAlchemyError):
+                    self.runner = None  # SQLAlchemy reports compile errors, as for uncached queries
+                self.raw = self.runner is not None
+            return self.runner
+
+
+class _UseSqlAlchemy(Exception):
+    """The raw path cannot run this statement (`permanent`), or lost its connection: run it
+    through SQLAlchemy."""
+
+    def __init__(self, *, permanent: bool = False):
+        super().__init__()
+        self.permanent = permanent
+
+
+_LOG = logging.getLogger(__name__)
+
+
+class _Runner:
+    """A cached plan's statement for one engine, run on the driver itself: its SQL text compiled
+    once, where each parameter comes from (a constant of the plan, already through its bind
+    processor, or the Nth lifted constant of the call), and per-column result converters (the
+    result processors SQLAlchemy would apply, e.g. SQLite's datetime text). What SQLAlchemy
+    would do per call — compiled-cache lookup, execution context, events, result metadata, Row
+    objects, pool checkout with its reset — is done once here or not needed for a single read."""
+
+    def __init__(self, reads: ReadConnections, statement: sa.Select, level: _Level):
+        dialect = reads.dialect
+        compiled = statement.compile(dialect=dialect)
+        processors = getattr(compiled, "_bind_processors", None)
+        if processors is None or compiled.schema_translate_map or compiled.escaped_bind_names:
+            raise _UseSqlAlchemy
+        state = compiled.construct_expanded_state(escape_names=False)  # IN lists expanded (folder rights)
+        processors = {**processors, **state.processors}
+        names = list(state.positiontup) if compiled.positional else list(state.parameters)
+        slots: list[tuple[int, Any, Any]] = []
+        for name in names:
+            processor = processors.get(name)
+            if name.startswith("oc_lift_") and name[8:].isdigit():
+                slots.append((int(name[8:]), None, processor))
+            else:
+                value = state.parameters[name]
+                slots.append((-1, processor(value) if processor is not None else value, None))
+        self.reads = reads
+        self.sql = state.statement
+        self.names = None if compiled.positional else names
+        self.sequence = dialect.execute_sequence_format
+        self.slots = slots
+        self.plain = all(processor is None for _, _, processor in slots)
+        self.types = [column.type for column in statement.selected_columns]
+        self.level = level
+        self.shaper: RowShaper | None = None  # built on the first fetch, from the driver's column types
+
+    def parameters(self, values: list[int]) -> Any:
+        if self.plain:
+            row = [values[i] if i >= 0 else const for i, const, _ in self.slots]
+        else:
+            row = [(proc(values[i]) if proc is not None else values[i]) if i >= 0 else const
+                   for i, const, proc in self.slots]
+        if self.names is not None:
+            return dict(zip(self.names, row, strict=True))
+        return self.sequence(row)
+
+    def fetch(self, values: list[int]) -> tuple[list[Any], RowShaper]:
+        """The rows, read without a transaction (one statement is atomic by itself)."""
+        reads = self.reads
+        params = self.parameters(values)
+        raw = reads.acquire()
+        cursor = None
+        try:
+            cursor = raw.dbapi.cursor()
+            cursor.execute(self.sql, params)
+            shaper = self.shaper or self._shaper(cursor.description)
+            rows = cursor.fetchall()
+            cursor.close()
+        except Exception as exc:
+            lost = reads.discard(raw, exc, cursor)
+            if lost:  # SQLAlchemy's pool pre-pings (reconnects), then runs it
+                raise _UseSqlAlchemy from exc
+            if isinstance(exc, reads.dialect.loaded_dbapi.Error):  # the database refused the statement
+                raise errors.database_error(exc, reads.name) from None
+            _LOG.warning("queryDef plan falls back to SQLAlchemy: raw execution failed", exc_info=True)
+            raise _UseSqlAlchemy(permanent=True) from exc
+        except BaseException:  # interrupted: the connection's state is unknown
+            reads.discard(raw, RuntimeError("interrupted"))
+            raise
+        reads.release(raw)
+        return rows, shaper
+
+    def _shaper(self, description: Any) -> RowShaper:
+        dialect = self.reads.dialect
+        converters: dict[int, Any] = {}
+        for index, type_ in enumerate(self.types):
+            coltype = description[index][1] if description and index < len(description) else None
+            processor = type_.dialect_impl(dialect).result_processor(dialect, coltype)
+            if processor is not None:
+                converters[index] = processor
+        self.shaper = RowShaper(self.level.row_name, self.level.outputs, converters)
+        return self.shaper
 
 
 class PlanCache:
-    """Bounded LRU of planned queries. The key is the document text with its integer constants
-    lifted out (each becomes a named bind parameter, rebound on every call) plus what planning
-    read from the caller: login, rights (readAccess sysFilters, accessibleIf, HasNamedRight),
-    allow_sql and variables. A constant's class (zero, 32-bit, 64-bit) is part of the key, as
-    planning depends on it (e.g. `@id = 0` keeps the id-0 exclusion)."""
+    """Bounded LRU of planned queries. The key is the document with its integer constants lifted
+    out (`_lift_constants`: each becomes a named bind parameter, rebound on every call) plus what
+    planning read from the caller: login, rights (readAccess sysFilters, accessibleIf,
+    HasNamedRight), allow_sql, variables and the folders hidden from it. A constant's class (zero,
+    32-bit, 64-bit) is part of the key, as planning depends on it (e.g. `@id = 0` keeps the id-0
+    exclusion)."""
 
     def __init__(self, size: int = 512):
         self.size = size
@@ -895,6 +1036,7 @@ class PlanCache:
         with self._lock:
             self._entries.clear()
             self.hits = self.misses = 0
+        _SHAPES.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -902,9 +1044,13 @@ class PlanCache:
 
 PLANS = PlanCache()
 _MAX_CACHED_TEXT = 16_384
+_MAX_LIFTED_DIGITS = 18  # longer integers stay in the key (int64 planning, float fallback)
 _EXPR_ATTR = re.compile(r'(\bexpr=")([^"]*)(")')
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|apos);")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+_RUNS = re.compile(r"([0-9]+)")
+_DIGITS = re.compile(r"[0-9]+")
+_MARK = "__oc_shape_"
 
 
 def _document_text(document: Document) -> str | None:
@@ -921,44 +1067,121 @@ def _document_text(document: Document) -> str | None:
     return None  # SimpleJson documents are not cached
 
 
-def _lift_constants(text: str) -> tuple[str, list[int], str] | None:
-    """`text` with every integer literal of its `expr` attributes replaced by `$(__oc_lift_N)`,
-    the values, and their classes; None when the document cannot be lifted safely (it then runs
-    uncached). Expressions are tokenised by the expression lexer, so numbers inside strings,
-    dates or names are never touched; an expression it refuses is left as it is."""
-    if LIFTED_PREFIX in text or "&#" in text:
-        return None
-    values: list[int] = []
-    classes: list[str] = []
+class _Shapes:
+    """Bounded map: document skeleton (its text with every run of digits cut out) -> indexes of
+    the runs that are integer literals of `expr` attributes. Reads take no lock."""
 
-    def lift(match: re.Match[str]) -> str:
-        raw = match.group(2)
-        if not any(c.isdigit() for c in raw):
-            return match.group(0)
-        expr = _ENTITY.sub(lambda m: _ENTITIES[m.group(1)], raw)
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._entries: dict[str, tuple[int, ...]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, skeleton: str) -> tuple[int, ...] | None:
+        return self._entries.get(skeleton)
+
+    def put(self, skeleton: str, lifted: tuple[int, ...]) -> None:
+        with self._lock:
+            while len(self._entries) >= self.size:
+                del self._entries[next(iter(self._entries))]  # the oldest
+            self._entries[skeleton] = lifted
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_SHAPES = _Shapes()
+
+
+class _Lifted:
+    __slots__ = ("key", "values", "parts", "lifted")
+
+    def __init__(self, key: tuple[str, tuple[str, ...]], values: list[int], parts: list[str], lifted: list[int]):
+        self.key = key  # skeleton, and each run of digits (a lifted one: its class)
+        self.values = values  # the lifted constants, in document order
+        self.parts = parts  # the text split around its runs of digits
+        self.lifted = lifted  # indexes of the lifted runs
+
+    def canonical(self) -> str:
+        """The document with each lifted constant replaced by `$(__oc_lift_N)`."""
+        parts = list(self.parts)
+        for ordinal, index in enumerate(self.lifted):
+            parts[2 * index + 1] = f"$({LIFTED_PREFIX}{ordinal})"
+        return "".join(parts)
+
+
+def _lift_constants(text: str) -> _Lifted | None:
+    """The plan-cache form of a document: the integer literals of its `expr` attributes lifted
+    out, with their values and classes; None when it cannot be lifted safely (it then runs
+    uncached). Which runs of digits are such literals depends only on the rest of the text (the
+    expression lexer treats every digit alike), so it is worked out once per skeleton
+    (`_shape_of`); a repeated document costs one regex split and a dictionary lookup."""
+    if LIFTED_PREFIX in text or "&#" in text or "\x00" in text or _MARK in text:
+        return None
+    parts = _RUNS.split(text)
+    skeleton = "\x00".join(parts[::2])
+    shape = _SHAPES.get(skeleton)
+    if shape is None:
+        shape, reusable = _shape_of(text, parts)
+        if reusable:
+            _SHAPES.put(skeleton, shape)
+    runs = parts[1::2]
+    values: list[int] = []
+    lifted: list[int] = []
+    for index in shape:
+        run = runs[index]
+        if len(run) <= _MAX_LIFTED_DIGITS:
+            value = int(run)
+            values.append(value)
+            lifted.append(index)
+            runs[index] = "z" if value == 0 else "l" if value < 2**31 else "b"
+    return _Lifted((skeleton, tuple(runs)), values, parts, lifted)
+
+
+def _shape_of(text: str, parts: list[str]) -> tuple[tuple[int, ...], bool]:
+    """Indexes of the runs of digits (`parts[2 * i + 1]`) that are integer literals of `expr`
+    attributes, and whether the answer holds for every document of the same skeleton (not when
+    the document is not well-formed: then nothing is lifted). Expressions are tokenised by the
+    expression lexer, so numbers inside strings, dates or names are never lifted; an expression it
+    refuses is left as it is. Each `expr="..."` found by the regex is checked to be a whole `expr`
+    attribute of an element of the parsed document (not text inside a comment or another value)."""
+    matches = [m for m in _EXPR_ATTR.finditer(text) if any(c.isdigit() for c in m.group(2))]
+    if not matches:
+        return (), True
+    marked, last = [], 0
+    for n, match in enumerate(matches):
+        marked += [text[last:match.start(2)], f"{_MARK}{n}"]
+        last = match.end(2)
+    marked.append(text[last:])
+    try:
+        root = parse_xml("".join(marked), source="queryDef")
+    except XMLInputError:
+        return (), False
+    whole = [value for elem in root.iter() if isinstance(elem.tag, str)
+             for value in [elem.get("expr")] if value is not None and value.startswith(_MARK)]
+    starts, position = [], 0  # offset in `text` of each run of digits
+    for n, part in enumerate(parts):
+        if n % 2:
+            starts.append(position)
+        position += len(part)
+    lifted: list[int] = []
+    for n, match in enumerate(matches):
+        if whole.count(f"{_MARK}{n}") != 1:
+            continue
+        expr = _ENTITY.sub(lambda m: _ENTITIES[m.group(1)], match.group(2))
         try:
             tokens = tokenize(expr)
         except Exception:  # noqa: BLE001 - invalid: compiled (and refused) as sent
-            return match.group(0)
-        out: list[str] = []
-        last = 0
+            continue
+        spans = [m.span() for m in _DIGITS.finditer(expr)]
+        first = bisect.bisect_left(starts, match.start(2))
+        indexes = [i for i in range(first, len(starts)) if starts[i] < match.end(2)]
+        if len(indexes) != len(spans):  # entities hold no digits: cannot happen
+            continue
         for tok in tokens:
-            if tok.kind is not T.NUMBER or not tok.text.isdigit() or len(tok.text) > 18:
-                continue
-            value = int(tok.text)
-            out.append(expr[last:tok.start])
-            out.append(f"$({LIFTED_PREFIX}{len(values)})")
-            last = tok.end
-            values.append(value)
-            classes.append("z" if value == 0 else "l" if value < 2**31 else "b")
-        if not out:
-            return match.group(0)
-        out.append(expr[last:])
-        lifted = "".join(out).replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
-        return f"{match.group(1)}{lifted}{match.group(3)}"
-
-    canonical = _EXPR_ATTR.sub(lift, text)
-    return canonical, values, "".join(classes)
+            if tok.kind is T.NUMBER and tok.text.isdigit() and (tok.start, tok.end) in spans:
+                lifted.append(indexes[spans.index((tok.start, tok.end))])
+    return tuple(lifted), True
 
 
 def build_query(storage: Storage, registry: SchemaRegistry, document: Document, ctx: CallContext, *,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -117,6 +122,153 @@ def read_connection(engine: sa.Engine, *, autocommit: bool = True) -> Iterator[s
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
         else:
             yield conn
+
+
+class ReadConnections:
+    """DBAPI connections kept out of the engine's pool between single-statement reads.
+
+    A cached queryDef plan runs its SQL on a raw driver connection: checking one out of
+    SQLAlchemy's pool and back costs more than a SQLite key lookup, the pool's reset-on-return
+    rollback costs ~200 µs on DuckDB, and PostgreSQL's pre-ping is a round trip. Idle connections
+    wait here instead (at most `keep`, still counted by the pool; more go back to it). Each is
+    used by one thread at a time: `acquire` and `release` are a list pop and append, atomic under
+    the GIL. Statements run without a transaction: SQLite connections are in autocommit mode
+    (isolation_level None), DuckDB runs each statement in its own, PostgreSQL connections are
+    switched to autocommit while they are held here. A connection that saw an error is closed
+    (`discard`); after a lost connection the caller retries through SQLAlchemy, whose pool
+    pre-pings. A disposed engine closes the idle ones.
+    """
+
+    def __init__(self, engine: sa.Engine, keep: int = 4):
+        self.dialect = engine.dialect
+        self.name = engine.dialect.name
+        self.keep = keep
+        self._engine = weakref.ref(engine)
+        self._idle: list[RawConnection] = []
+        self._generation = 0
+        sa.event.listen(engine, "engine_disposed", self._disposed)
+        weakref.finalize(engine, _close_all, self._idle)
+        _ALL.add(self)
+
+    def acquire(self) -> RawConnection:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._open()
+
+    def _open(self) -> RawConnection:
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the engine of these connections is gone")
+        fairy = engine.raw_connection()
+        dbapi = fairy.dbapi_connection
+        if self.name == "postgresql":
+            dbapi.autocommit = True  # one statement, no BEGIN/ROLLBACK round trips
+        return RawConnection(fairy, dbapi, self._generation)
+
+    def release(self, raw: RawConnection) -> None:
+        if raw.generation != self._generation:  # its engine was disposed meanwhile
+            _invalidate(raw)
+        elif len(self._idle) < self.keep:
+            self._idle.append(raw)
+        else:
+            self._give_back(raw)
+
+    def discard(self, raw: RawConnection, exc: BaseException, cursor: Any = None) -> bool:
+        """Close a connection after `exc` (a cheap reconnect beats reusing a connection in an
+        unknown state). Returns True when the error says the database connection was lost: the
+        idle ones are then dropped too (a restarted server lost them all)."""
+        lost = True
+        if isinstance(exc, self.dialect.loaded_dbapi.Error):
+            with contextlib.suppress(Exception):  # undecidable: treated as lost
+                lost = bool(self.dialect.is_disconnect(exc, raw.dbapi, cursor))  # type: ignore[arg-type]
+        else:
+            lost = False
+        _invalidate(raw)
+        if lost:
+            self._drop_idle()
+        return lost
+
+    def _give_back(self, raw: RawConnection) -> None:
+        """Return a connection to the engine's pool, without the reset round trips it does not need."""
+        try:
+            if self.name == "postgresql":
+                raw.dbapi.autocommit = False  # the pool's other users expect transactions
+            elif self.name == "duckdb":
+                raw.fairy.info[_NO_TRANSACTION] = True  # nothing to roll back (see do_rollback)
+            raw.fairy.close()
+        except Exception:  # noqa: BLE001 - a broken connection is closed instead
+            _invalidate(raw)
+
+    def _drop_idle(self) -> None:
+        while True:
+            try:
+                _invalidate(self._idle.pop())
+            except IndexError:
+                return
+
+    def _disposed(self, _engine: sa.Engine) -> None:
+        self._generation += 1  # connections in use now are closed when released
+        self._drop_idle()
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+
+class RawConnection(NamedTuple):
+    fairy: Any  # the pool's proxy (PoolProxiedConnection), checked out while we hold it
+    dbapi: Any  # the driver connection: sqlite3, duckdb_engine's wrapper, psycopg
+    generation: int
+
+
+def _invalidate(raw: RawConnection) -> None:
+    with contextlib.suppress(Exception):  # already closed
+        raw.fairy.invalidate()
+
+
+def _close_all(idle: list[RawConnection]) -> None:
+    while idle:
+        _invalidate(idle.pop())
+
+
+_ALL: weakref.WeakSet[ReadConnections] = weakref.WeakSet()
+_READS: weakref.WeakKeyDictionary[sa.Engine, ReadConnections | None] = weakref.WeakKeyDictionary()
+_READS_LOCK = threading.Lock()
+_RAW_DIALECTS = ("sqlite", "duckdb", "postgresql")
+
+
+def read_connections(engine: sa.Engine) -> ReadConnections | None:
+    """The raw read connections of an engine; None when its driver is not one we run raw
+    (SQLite, DuckDB and PostgreSQL through psycopg are; other warehouses go through SQLAlchemy)."""
+    try:
+        return _READS[engine]
+    except KeyError:
+        pass
+    with _READS_LOCK:
+        if engine not in _READS:
+            dialect, pool = engine.dialect, engine.pool
+            # QueuePool only: a SingletonThreadPool (in-memory SQLite) hands each thread its own
+            # connection, which must not move to another thread.
+            usable = dialect.name in _RAW_DIALECTS and isinstance(pool, sa.pool.QueuePool) and \
+                (dialect.name != "postgresql" or dialect.driver == "psycopg")
+            # At most half of the pool's steady connections wait here, the rest serve other uses.
+            _READS[engine] = ReadConnections(engine, keep=max(1, min(4, pool.size() // 2))) if usable else None
+        return _READS[engine]
+
+
+def _forget_after_fork() -> None:
+    # A forked child must not use (nor close) its parent's connections: they stay open, unused.
+    global _READS_LOCK  # noqa: PLW0603 - another thread may have held it at the fork
+    _READS_LOCK = threading.Lock()
+    for reads in list(_ALL):
+        _ORPHANS.extend(reads._idle)  # noqa: SLF001
+        reads._idle.clear()  # noqa: SLF001
+        reads._generation += 1  # noqa: SLF001
+
+
+_ORPHANS: list[RawConnection] = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _register_sqlite_functions(dbapi_connection) -> None:  # noqa: ANN001
