@@ -430,3 +430,114 @@ def test_health_pages(server: LiveServer):
     assert lines[0] == "OK" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z", lines[1]) and lines[2] == ""
     mc = httpx.get(server.url + "/nl/jsp/mcPing.jsp").text.split("\n")
     assert mc[0] == "Ok" and re.fullmatch(r"\d+/\d+ pending events", mc[2])
+
+
+# --- the hot path: calls on the event loop, cached sessions, depth checks ----------------------------
+
+GET_ADMIN = doc_param("document", '<queryDef schema="xtk:operator" operation="get"><select><node expr="@name"/>'
+                      "</select><where><condition expr=\"@name = 'admin'\"/></where></queryDef>")
+
+
+def test_logoff_ends_a_session_cached_for_calls_on_the_event_loop(server: LiveServer):
+    soap = SoapClient(server.url)
+    soap.logon()
+    for _ in range(3):  # a get-by-key on SQLite with a cached session runs on the event loop
+        assert soap.call("xtk:queryDef#ExecuteQuery", GET_ADMIN).fault is None
+    wrong = soap.call("xtk:queryDef#ExecuteQuery", GET_ADMIN, security="@wrong==")
+    assert wrong.code == "XSV-350008"
+    assert soap.call("xtk:session#GetServerTime", security="@wrong==").fault is None  # anonymous method
+    assert soap.call("xtk:session#Logoff").fault is None
+    assert soap.call("xtk:queryDef#ExecuteQuery", GET_ADMIN).code == "XSV-350008"
+    soap.close()
+
+
+def test_nesting_one_level_too_deep_is_refused(server: LiveServer):
+    # Envelope, Body and method element are 3 levels; <x> elements make up the rest.
+    def body(depth: int) -> bytes:
+        inner = depth - 3
+        return envelope("xtk:session", "GetServerTime", "<x>" * inner + "</x>" * inner).encode()
+
+    headers = {"Content-Type": "text/xml", "SOAPAction": "xtk:session#GetServerTime"}
+    ok = httpx.post(server.url + ROUTER, content=body(128), headers=headers)
+    assert "<GetServerTimeResponse" in ok.text, ok.text
+    deep = httpx.post(server.url + ROUTER, content=body(129), headers=headers)
+    assert "SOP-330001" in deep.text and "nesting deeper than 128" in deep.text, deep.text
+
+
+def test_depth_check_counts_every_kind_of_node():
+    from opencampaign.xmlsafe import XMLInputError, parse_xml
+
+    assert parse_xml("<a><b><c/></b></a>", max_depth=3).tag == "a"  # few '<': no walk needed
+    for deep in ("<a><b><c><d/></c></b></a>", "<a><b><c><!--d--></c></b></a>", "<a><b><c><?d?></c></b></a>"):
+        with pytest.raises(XMLInputError, match="nesting deeper than 3"):
+            parse_xml(deep, max_depth=3)
+    wide = "<a>" + "<b><c>text</c><!--x--></b>" * 50 + "</a>"  # many '<': the tree is checked, and passes
+    assert len(parse_xml(wide, max_depth=3)) == 50
+
+
+def test_inline_policy_runs_only_short_calls_on_the_event_loop(tmp_path: Path):
+    from opencampaign.instance import Instance
+    from opencampaign.soap.dispatch import parse_action
+    from opencampaign.soap.envelope import parse_request
+    from opencampaign.soap.router import SLOW_CPU, SoapRouter
+
+    env = {"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD, "OPENCAMPAIGN_SINGLE_DATABASE": "1"}
+    instance = Instance.open(tmp_path / "i", environ=env)
+    try:
+        router = SoapRouter(instance)
+
+        def key(action: str, params: str = "") -> str | None:
+            urn, _, method = action.rpartition("#")
+            request = parse_request(envelope(urn, method, params).encode())
+            return router.inline.key(router.dispatcher.target(parse_action(action)), request)
+
+        query = "xtk:queryDef#ExecuteQuery"
+        assert key("xtk:session#GetServerTime") is not None
+        get = key(query, GET_ADMIN)
+        assert get is not None
+        assert key(query, GET_ADMIN.replace('operation="get"', 'operation="select"')) is None  # unbounded
+        assert key(query, GET_ADMIN.replace("xtk:operator", "nms:nothing")) is None  # errors from a thread
+        assert key("xtk:persist|xtk:session#Write", doc_param("doc", "<x/>")) is None  # writes wait on a lock
+        assert key("xtk:session#GetOption", str_param("name", "x")) is None
+        router.inline.observe(get, SLOW_CPU * 2, SLOW_CPU * 2)  # a slow one: such calls go back to threads
+        assert key(query, GET_ADMIN) is None
+        redis = {**env, "OPENCAMPAIGN_TPS_DEFAULT": "10", "OPENCAMPAIGN_LIMITS__STORAGE": "redis://127.0.0.1:6379"}
+        other = Instance.open(tmp_path / "i", environ=redis)
+        try:
+            assert not SoapRouter(other).inline.enabled  # a shared limiter: a network round trip per call
+        finally:
+            other.close()
+    finally:
+        instance.close()
+
+
+def test_a_body_that_never_arrives_gets_408(tmp_path: Path):
+    import asyncio
+
+    from opencampaign.instance import Instance
+    from opencampaign.soap.router import BodyDeadlines, SoapRouter
+
+    instance = Instance.open(tmp_path / "i", environ={"OPENCAMPAIGN_SINGLE_DATABASE": "1"})
+    try:
+        router = SoapRouter(instance)
+        router.deadlines = BodyDeadlines(timeout=0.2, period=0.05)
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            await asyncio.sleep(3600)  # headers came, the body never does
+            return {}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": ROUTER, "client": ("127.0.0.1", 1), "state": {},
+                 "headers": [(b"content-type", b"text/xml"), (b"soapaction", b"xtk:session#GetServerTime")]}
+
+        async def run() -> None:
+            await asyncio.wait_for(router(scope, receive, send), 10)
+            assert not router.deadlines.reading and not router.deadlines.expired
+
+        asyncio.run(run())
+        assert sent[0]["status"] == 408 and b"SOP-330002" in sent[1]["body"]
+    finally:
+        instance.close()

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--demo", action="store_true", help="load the demo data set (once)")
     p.add_argument("--workers", type=int, default=1,
-                   help="server processes (needs PostgreSQL databases; the embedded ones allow one process)")
+                   help="server processes (PostgreSQL or SQLite databases; a DuckDB file allows one process)")
     p.add_argument("--no-workflow-worker", dest="workflow_worker", action="store_false",
                    help="do not run workflows in this process (run `opencampaign worker` instead)")
     p.set_defaults(func=cmd_serve)

@@ -8,6 +8,7 @@ is bounded so hostile nesting cannot exhaust the stack of code that walks it.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from lxml import etree
 
@@ -45,15 +46,22 @@ def parse_xml(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, source: 
         docinfo = root.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None:
             raise XMLInputError(f"{source or 'XML document'}: DTD and entity declarations are not allowed")
-    _check_depth(root, max_depth, source)
+    # A node at depth d needs d '<' before it: a body with few '<' cannot be too deep, and the
+    # tree need not be walked (the common case: SOAP envelopes, small documents).
+    if raw.count(b"<") > max_depth:
+        _check_depth(root, max_depth, source)
     return root
 
 
+@lru_cache(maxsize=8)
+def _deeper_than(max_depth: int) -> etree.XPath:
+    # Any non-text node (element, comment, PI) at depth max_depth + 1, the root being at depth 1:
+    # libxml2 evaluates the location path step by step in C, ~50x faster than a Python walk.
+    if max_depth < 1:
+        return etree.XPath("true()")
+    return etree.XPath("boolean(/" + "*/" * (max_depth - 1) + "*/node()[not(self::text())])")
+
+
 def _check_depth(root: etree._Element, max_depth: int, source: str) -> None:
-    # Iterative walk: recursion here would be the very stack exhaustion we guard against.
-    stack = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
-            raise XMLInputError(f"{source or 'XML document'}: nesting deeper than {max_depth} levels")
-        stack.extend((child, depth + 1) for child in node)
+    if _deeper_than(max_depth)(root):
+        raise XMLInputError(f"{source or 'XML document'}: nesting deeper than {max_depth} levels")

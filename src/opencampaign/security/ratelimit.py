@@ -1,8 +1,9 @@
 """Per-API transactions-per-second limits (business-rest-auth.md §6), on the `limits` library.
 
 Each API (`xtk:queryDef#ExecuteQuery`, `GET /rest/profileAndServices/profile`...) has a limit per
-account and an optional global limit across accounts. Counters live in memory for one process, or
-in Redis (`[limits] storage = "redis://127.0.0.1:6379"`) so the limit holds across workers and nodes.
+account and an optional global limit across accounts. Counters live in memory for one process (with
+`serve --workers N`, each worker counts its own calls: N times the limit in all), or in Redis
+(`[limits] storage = "redis://127.0.0.1:6379"`) so the limit holds across workers and nodes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RateLimits:
         self.storage = storage_from_string(storage_uri, key_prefix=f"{namespace}-mw") if storage_uri.startswith(
             "redis") else storage_from_string(storage_uri)
         self.limiter = MovingWindowRateLimiter(self.storage)
+        self.storage_uri = storage_uri
 
     @classmethod
     def from_settings(cls, settings) -> RateLimits:  # noqa: ANN001 - config.Settings
@@ -57,6 +59,11 @@ class RateLimits:
     @property
     def enabled(self) -> bool:
         return bool(self.default_tps or self.global_tps or self.per_api)
+
+    @property
+    def local(self) -> bool:
+        """A hit needs no network round trip: no limits, or counters in this process's memory."""
+        return not self.enabled or self.storage_uri.startswith("memory")
 
     def limit_for(self, api: str) -> int:
         return self.per_api.get(api, self.default_tps)

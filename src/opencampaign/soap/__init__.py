@@ -42,7 +42,7 @@ def soap_routes(instance: Any) -> list[Route]:
         return Response(body, media_type="text/xml; charset=utf-8")
 
     return [
-        Route("/nl/jsp/soaprouter.jsp", router.handle, methods=["POST"]),
+        Route("/nl/jsp/soaprouter.jsp", router, methods=["POST"]),  # a plain ASGI app
         Route("/nl/jsp/ping.jsp", health.ping, methods=["GET"]),
         Route("/nl/jsp/mcPing.jsp", health.mc_ping, methods=["GET"]),
         Route("/nl/jsp/schemawsdl.jsp", schema_wsdl, methods=["GET"]),

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
-
-from lxml import etree
 
 from ..context import CallContext
 from ..methods.registry import REGISTRY, MethodCall, MethodRegistry
 from ..schema.model import Method, Schema
 from ..schema.registry import SchemaRegistry
-from ..security.services import TokenError, security_for
-from ..security.sessions import SessionStore
+from ..security.services import Security, TokenError, security_for
+from ..security.sessions import Session, SessionStore
 from . import codec
 from .envelope import SoapRequest, build_response, namespace_urn
 from .faults import RATE_LIMITED, READING_PARAMETERS, SoapFault, from_exception, not_defined, session_invalid
@@ -42,6 +41,7 @@ class Action:
         return self.urn.split("|", 1)[1] if "|" in self.urn else self.urn
 
 
+@lru_cache(maxsize=1024)  # clients repeat a handful of SOAPAction values
 def parse_action(text: str) -> Action | None:
     """`urn#Method` from a SOAPAction value (quotes and spaces tolerated), None if malformed."""
     value = text.strip().strip('"').strip()
@@ -65,6 +65,10 @@ def action_from_body(request: SoapRequest) -> Action | None:
 class Target:
     schema: Schema  # the object schema
     method: Method
+    api: str = field(init=False)  # the name TPS limits count calls under: `xtk:queryDef#ExecuteQuery`
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "api", f"{self.schema.id}#{self.method.name}")
 
 
 def _by_name(methods: list[Method], name: str, interface: str | None = None) -> Method | None:
@@ -105,21 +109,37 @@ class Credentials:
 
 
 def credentials(headers: Any, cookies: dict[str, str], request: SoapRequest) -> Credentials:
-    """Tokens from every place clients put them (soap-protocol.md §1.2), first non-empty wins."""
+    """Tokens from every place clients put them (soap-protocol.md §1.2), first non-empty wins.
+
+    `headers`: any mapping with lower-case names (Starlette's Headers, or the router's dict)."""
     auth = headers.get("authorization", "")
     bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     header_cookie = ""
-    for part in request.header.get("cookie", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "__sessiontoken":
-            header_cookie = value.strip()
+    cookie_header = request.header.get("cookie", "")
+    if cookie_header:
+        for part in cookie_header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == "__sessiontoken":
+                header_cookie = value.strip()
     body_token = ""
-    if request.params and etree.QName(request.params[0]).localname.lower() in ("sessiontoken", "__sessiontoken"):
-        body_token = (request.params[0].text or "").strip()
+    if request.params:
+        first = request.params[0]
+        if first.tag.rpartition("}")[2].lower() in ("sessiontoken", "__sessiontoken"):
+            body_token = (first.text or "").strip()
     session = (headers.get("x-session-token", "").strip() or header_cookie or body_token
                or cookies.get("__sessiontoken", "").strip())
     security = headers.get("x-security-token", "").strip() or request.header.get("x-security-token", "")
     return Credentials(bearer=bearer, session=session, security=security)
+
+
+Caller = tuple[CallContext, str]  # who calls, and the token they called with ("" when anonymous)
+
+
+def _anonymous() -> Caller:
+    return CallContext(), ""  # a new one each time: a context carries a (mutable) variables dict
+
+
+_TARGETS_MAX = 4096
 
 
 @dataclass
@@ -127,39 +147,76 @@ class Dispatcher:
     instance: Any
     store: SessionStore
     methods: MethodRegistry = field(default=REGISTRY)
+    # Routed actions: schemas and their methods only change with a restart (successes only, so
+    # hostile clients cannot grow it with unknown names).
+    _targets: dict[Action, Target] = field(default_factory=dict, init=False, repr=False)
+    _security: Security | None = field(default=None, init=False, repr=False)
 
-    def authenticate(self, creds: Credentials, method: Method) -> tuple[CallContext, str]:
+    @property
+    def security(self) -> Security:
+        if self._security is None:
+            self._security = security_for(self.instance)
+        return self._security
+
+    def target(self, action: Action) -> Target:
+        """The schema method an action calls; SOP-330006 when there is none."""
+        found = self._targets.get(action)
+        if found is None:
+            found = resolve_target(self.instance.registry, action)
+            if len(self._targets) < _TARGETS_MAX:
+                self._targets[action] = found
+        return found
+
+    def authenticate(self, creds: Credentials, method: Method) -> Caller:
         """The caller; anonymous methods run anonymously when the credentials are unusable."""
         anonymous_ok = (method.access or "").strip() == "anonymous"
         if creds.bearer:
             try:
-                return security_for(self.instance).bearer_context(creds.bearer), creds.bearer
+                return self.security.bearer_context(creds.bearer), creds.bearer
             except TokenError as exc:
                 if anonymous_ok:
-                    return CallContext(), ""
+                    return _anonymous()
                 raise session_invalid(f"the bearer token was refused: {exc.description}") from None
         if creds.session:
             session = self.store.resolve(creds.session, creds.security)
-            if session is not None:
-                return session.context(), creds.session
-            if anonymous_ok:
-                return CallContext(), ""
-            raise session_invalid("" if creds.security else "the security token (X-Security-Token) is missing")
-        return CallContext(), ""
+            return self._session_caller(session, creds, anonymous_ok)
+        return _anonymous()
 
-    def dispatch(self, request: SoapRequest, action: Action, creds: Credentials,
-                 extras: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        """The reply envelope and the HTTP headers to send with it (RateLimit-*)."""
+    def authenticate_cached(self, creds: Credentials, method: Method) -> Caller | None:
+        """`authenticate` when it needs no database or network round trip (sessions known to this
+        process, or no credentials), else None: the caller then authenticates off the event loop."""
+        if creds.bearer:
+            return None  # bearer validation may create the technical operator
+        if not creds.session:
+            return _anonymous()
+        known, session = self.store.resolve_cached(creds.session, creds.security)
+        if not known:
+            return None
+        return self._session_caller(session, creds, (method.access or "").strip() == "anonymous")
+
+    @staticmethod
+    def _session_caller(session: Session | None, creds: Credentials, anonymous_ok: bool) -> Caller:
+        if session is not None:
+            return session.context(), creds.session
+        if anonymous_ok:
+            return _anonymous()
+        raise session_invalid("" if creds.security else "the security token (X-Security-Token) is missing")
+
+    def dispatch(self, request: SoapRequest, action: Action, creds: Credentials, extras: dict[str, str],
+                 target: Target | None = None, caller: Caller | None = None) -> tuple[bytes, dict[str, str]]:
+        """The reply envelope and the HTTP headers to send with it (RateLimit-*). `target` and
+        `caller` are passed when the router already resolved them."""
         request_id = extras.get("request-id", "")
-        target = resolve_target(self.instance.registry, action)
+        if target is None:
+            target = self.target(action)
         method = target.method
-        ctx, token = self.authenticate(creds, method)
-        decision = security_for(self.instance).hit(ctx, f"{target.schema.id}#{method.name}",
-                                                   extras.get("remote-addr", ""))
+        ctx, token = caller if caller is not None else self.authenticate(creds, method)
+        api = target.api
+        decision = self.security.hit(ctx, api, extras.get("remote-addr", ""))
         if not decision.allowed:
             raise SoapFault(RATE_LIMITED, f"Too many requests: the limit of {decision.limit} calls per second "
-                            f"to '{target.schema.id}#{method.name}' is reached. Retry in "
-                            f"{max(1, decision.reset_seconds)} s.", status=429, headers=decision.headers())
+                            f"to '{api}' is reached. Retry in {max(1, decision.reset_seconds)} s.", status=429,
+                            headers=decision.headers())
         params = request.params[1:]  # the first one is always the session token
         this = None
         try:

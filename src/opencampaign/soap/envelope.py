@@ -34,35 +34,46 @@ class SoapRequest:
 
 
 def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    # String slicing, not etree.QName: this runs for every envelope element on the hot path.
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _namespace(tag: str) -> str:
+    return tag[1:tag.index("}")] if tag[:1] == "{" else ""
 
 
 def _children(elem: etree._Element) -> list[etree._Element]:
     return [c for c in elem if isinstance(c.tag, str)]
 
 
+_ENVELOPE_TAGS = {f"{{{SOAP11_NS}}}Envelope", f"{{{SOAP12_NS}}}Envelope"}
+
+
 def parse_request(body: bytes, charset: str | None = None) -> SoapRequest:
     root = _parse(body, charset)
-    ns = etree.QName(root).namespace
-    if _local(root.tag) != "Envelope" or ns not in (SOAP11_NS, SOAP12_NS):
+    if root.tag not in _ENVELOPE_TAGS:
         raise SoapFault(INVALID_MESSAGE, "The XML SOAP message is invalid: the root element is not a SOAP Envelope.")
     header: dict[str, str] = {}
     body_elem = None
-    for child in _children(root):
-        name = _local(child.tag)
+    for child in root:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = tag.rpartition("}")[2]
         if name == "Header":
-            for item in _children(child):
-                header[_local(item.tag).lower()] = (item.text or "").strip()
+            for item in child:
+                if isinstance(item.tag, str):
+                    header[item.tag.rpartition("}")[2].lower()] = (item.text or "").strip()
         elif name == "Body":
             body_elem = child
     if body_elem is None:
         raise SoapFault(INVALID_MESSAGE, "The XML SOAP message is invalid: the Envelope has no Body.")
-    calls = _children(body_elem)
-    if not calls:
+    call = next((c for c in body_elem if isinstance(c.tag, str)), None)
+    if call is None:
         raise SoapFault(INVALID_MESSAGE, "The XML SOAP message is invalid: the Body holds no method element.")
-    call = calls[0]
-    return SoapRequest(method=_local(call.tag), namespace=etree.QName(call).namespace or "",
-                       params=_children(call), header=header)
+    tag = call.tag
+    return SoapRequest(method=tag.rpartition("}")[2], namespace=_namespace(tag), params=_children(call),
+                       header=header)
 
 
 # libxml2 refuses `xmlns:m="urn:xtk:persist|xtk:session"` (not a valid URI), which is exactly what
@@ -142,14 +153,25 @@ class Output:
         return f"<{self.name} xsi:type='{self.xsi_type}'>{escape_text(self.text or '')}</{self.name}>\n"
 
 
+# (method, urn) -> the envelope up to the method element, and its closing: built once per method.
+_FRAMES: dict[tuple[str, str], tuple[str, str]] = {}
+_FRAMES_MAX = 4096  # method and urn come from routed (existing) methods, but stay bounded anyway
+
+
+def _frame(method: str, urn: str) -> tuple[str, str]:
+    frame = _FRAMES.get((method, urn))
+    if frame is None:
+        frame = (_open_envelope(urn) + f"<{method}Response xmlns='urn:{escape_attr(urn)}' "
+                 f"SOAP-ENV:encodingStyle='{ENCODING_STYLE}'>\n", f"</{method}Response>\n{_CLOSE}")
+        if len(_FRAMES) < _FRAMES_MAX:
+            _FRAMES[(method, urn)] = frame
+    return frame
+
+
 def build_response(method: str, urn: str, outputs: list[Output]) -> bytes:
     """`urn` is the namespace of the reply element (the object schema, as Campaign answers)."""
-    parts = [_open_envelope(urn),
-             f"<{method}Response xmlns='urn:{escape_attr(urn)}' SOAP-ENV:encodingStyle='{ENCODING_STYLE}'>\n"]
-    parts.extend(o.render() for o in outputs)
-    parts.append(f"</{method}Response>\n")
-    parts.append(_CLOSE)
-    return "".join(parts).encode("utf-8")
+    head, tail = _frame(method, urn)
+    return "".join([head, *[o.render() for o in outputs], tail]).encode("utf-8")
 
 
 def build_fault(fault: SoapFault) -> bytes:

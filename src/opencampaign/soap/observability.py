@@ -13,6 +13,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("opencampaign.http")
@@ -30,6 +31,16 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
             break
     # Unique per process and request; cheaper than uuid4, whose urandom call cost ~50 µs here.
     return f"{_PREFIX}-{next(_COUNTER):x}"
+
+
+# Set by the server (server/run.py) when the line would only reach its own handler: it then writes
+# the line directly, without the cost of a LogRecord. Otherwise, and in tests, the logger is used.
+_access_sink: Callable[[str], None] | None = None
+
+
+def set_access_sink(sink: Callable[[str], None] | None) -> None:
+    global _access_sink  # noqa: PLW0603 - one sink per process
+    _access_sink = sink
 
 
 class RequestLog:
@@ -62,5 +73,9 @@ class RequestLog:
         finally:
             if log.isEnabledFor(logging.INFO):
                 details = "".join(f" {k}={v}" for k, v in extra.items())
-                log.info("rid=%s %s %s %d %.1fms%s", rid, scope.get("method", ""), scope.get("path", ""), status,
-                         (time.perf_counter() - start) * 1000, details)
+                args = (rid, scope.get("method", ""), scope.get("path", ""), status,
+                        (time.perf_counter() - start) * 1000, details)
+                if _access_sink is not None:
+                    _access_sink("rid=%s %s %s %d %.1fms%s" % args)  # noqa: UP031 - the logger's own format
+                else:
+                    log.info("rid=%s %s %s %d %.1fms%s", *args)

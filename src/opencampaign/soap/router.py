@@ -2,27 +2,50 @@
 
 Hostile input is refused before any work: bodies over `[server] max_body_bytes` (413), non-XML
 content types (415), bodies that trickle in too slowly (408); XML with DTDs or entities, deep
-nesting or no recognisable method gets a SOAP fault. Method calls run in a worker thread (they
-block on the databases); faults go out with HTTP 200 so that clients read the Campaign code.
+nesting or no recognisable method gets a SOAP fault. Faults go out with HTTP 200 so that clients
+read the Campaign code.
+
+Method calls block on the databases, so they run in a few worker threads; calls known to be short
+run on the event loop instead (the thread hand-off costs as much as a short call): methods that
+touch no database, and single-row reads (queryDef get/getIfExists) from SQLite, by a caller this
+process already knows. The router is a plain ASGI app: no Request/Response objects on the hot path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect, cookie_parser
 
+from ..security.services import security_for
 from ..security.sessions import store_for
-from .dispatch import Action, Dispatcher, action_from_body, credentials, parse_action
-from .envelope import build_fault, parse_request
+from . import codec
+from .dispatch import Action, Credentials, Dispatcher, Target, action_from_body, credentials, parse_action
+from .envelope import SoapRequest, build_fault, parse_request
 from .faults import BAD_REQUEST, SoapFault
 
 XML_TYPES = {"text/xml", "application/soap+xml", "application/xml"}
 BODY_TIMEOUT = 30.0  # seconds to receive a whole body
 MEDIA_TYPE = "text/xml; charset=utf-8"
+_MEDIA_HEADER = (b"content-type", MEDIA_TYPE.encode("latin-1"))
+# The request headers the router reads (ASGI gives names in lower case).
+_WANTED = frozenset({b"content-type", b"content-length", b"soapaction", b"authorization", b"x-session-token",
+                     b"x-security-token", b"cookie", b"user-agent"})
+
+# Calls that may run on the event loop. Methods touching no database:
+INLINE_METHODS = frozenset({"xtk:session#GetServerTime"})
+INLINE_READS = frozenset({"get", "getIfExists"})  # queryDef operations bounded to one row
+# An inline call using more CPU than SLOW_CPU (or waiting longer than SLOW_WALL: a lock, the disk)
+# sends its kind of call to the threads for SLOW_PENALTY seconds. CPU time, not wall time: on a
+# busy machine the scheduler stretches every call; and a query's first run (compilation) takes a few ms.
+SLOW_CPU = 0.02
+SLOW_WALL = 0.25
+SLOW_PENALTY = 60.0
+log = logging.getLogger("opencampaign.soap")
 
 
 class BodyTooLarge(Exception):
@@ -38,18 +61,139 @@ def _media(content_type: str) -> tuple[str, dict[str, str]]:
     return kind.lower(), values
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers the router reads, in one pass; the first of repeated ones, as Starlette's get()."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        if name in _WANTED:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge()
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [(b"content-length", str(len(body)).encode("latin-1"))]
+    if body:
+        raw.append(_MEDIA_HEADER)
+    raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyDeadlines:
+    """Cancels requests whose body has not arrived within BODY_TIMEOUT. One timer sweeps every second
+    instead of a timer per request (asyncio.timeout schedules and cancels one on every call)."""
+
+    def __init__(self, timeout: float = BODY_TIMEOUT, period: float = 1.0):
+        self.timeout = timeout
+        self.period = period
+        self.reading: dict[asyncio.Task[Any], float] = {}  # task -> deadline (loop time)
+        self.expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.reading[task] = loop.time() + self.timeout
+        if self._timer is None or self._loop is not loop:  # (another loop: tests run one per client)
+            self._loop = loop
+            self._timer = loop.call_later(self.period, self._sweep, loop)
+
+    def done(self, task: asyncio.Task[Any]) -> bool:
+        """Stop watching; True when the task was cancelled for its deadline (it is then uncancelled)."""
+        self.reading.pop(task, None)
+        if task in self.expired:
+            self.expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for task, deadline in list(self.reading.items()):
+            if deadline <= now and task.get_loop() is loop:
+                del self.reading[task]
+                self.expired.add(task)
+                task.cancel()
+        self._timer = loop.call_later(self.period, self._sweep, loop) if self.reading else None
+
+
+class InlinePolicy:
+    """Which calls are short enough to run on the event loop rather than in a worker thread.
+
+    A slow query on the loop would stall every connection of the process, so only calls with bounded
+    work qualify, and a kind of call seen slow goes back to the threads for a while.
+    Never with a shared (Redis) rate limiter: each call would then wait on the network.
+    """
+
+    def __init__(self, instance: Any, *, enabled: bool):
+        self.storage = instance.storage
+        self.enabled = enabled
+        self._sqlite: dict[str, bool] = {}
+        self._slow_until: dict[str, float] = {}
+
+    def key(self, target: Target, request: SoapRequest) -> str | None:
+        """A name for this kind of call when it may run on the loop, else None."""
+        if not self.enabled:
+            return None
+        api = target.api
+        if api in INLINE_METHODS:
+            return api
+        if api != "xtk:queryDef#ExecuteQuery" or len(request.params) < 2:
+            return None
+        query = codec.first_child(request.params[1])
+        if query is None or query.get("operation") not in INLINE_READS:
+            return None
+        schema_id = query.get("schema") or ""
+        if not self._sqlite_read(schema_id):
+            return None
+        key = f"{api}:{schema_id}"
+        until = self._slow_until.get(key)
+        if until is not None:
+            if time.monotonic() < until:
+                return None
+            self._slow_until.pop(key, None)
+        return key
+
+    def observe(self, key: str, cpu: float, wall: float) -> None:
+        if cpu > SLOW_CPU or wall > SLOW_WALL:
+            log.info("%s took %.1f ms (%.1f ms CPU) on the event loop: such calls run in threads for %.0f s",
+                     key, wall * 1000, cpu * 1000, SLOW_PENALTY)
+            self._slow_until[key] = time.monotonic() + SLOW_PENALTY
+
+    def _sqlite_read(self, schema_id: str) -> bool:
+        """The schema and the local database (sessions, folder rights) are SQLite files: the read waits
+        on no network and, in WAL mode, on no writer. (Waiting for a pooled connection is bounded by
+        the calls of the threads holding them, which never need the loop to finish.)"""
+        on_sqlite = self._sqlite.get(schema_id)
+        if on_sqlite is None:
+            try:
+                engines = [self.storage.engine_for(schema_id), self.storage.engine("local")]
+            except Exception:  # noqa: BLE001 - unknown or table-less schema: the query answers, from a thread
+                engines = []
+            on_sqlite = bool(engines) and all(e.dialect.name == "sqlite" for e in engines)
+            if len(self._sqlite) < 4096:
+                self._sqlite[schema_id] = on_sqlite
+        return on_sqlite
 
 
 class SoapRouter:
+    """The ASGI app of the SOAP router endpoint."""
+
     def __init__(self, instance: Any):
         self.instance = instance
         self.dispatcher = Dispatcher(instance, store_for(instance))
@@ -58,53 +202,77 @@ class SoapRouter:
         # threads contending for the GIL multiply tail latency. 0 runs calls on the event loop.
         threads = int(instance.settings.get("server", "soap_threads", 4))
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="soap") if threads > 0 else None
+        self.inline = InlinePolicy(instance, enabled=security_for(instance).limits.local)
+        self.deadlines = BodyDeadlines()
 
-    def _fault(self, request: Request, fault: SoapFault) -> Response:
-        log = request.scope.get("state", {}).get("log")
-        if log is not None:
-            log["fault"] = fault.code
-        return Response(build_fault(fault), status_code=fault.status, media_type=MEDIA_TYPE, headers=fault.headers)
-
-    async def handle(self, request: Request) -> Response:
-        state = request.scope.get("state", {})
-        extras = {"request-id": state.get("request_id", ""),
-                  "remote-addr": request.client.host if request.client else "",
-                  "user-agent": request.headers.get("user-agent", "")[:256]}
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        state = scope.get("state") or {}
+        log_extra = state.get("log")
+        headers = _headers(scope["headers"])
+        client = scope.get("client")
+        extras = {"request-id": state.get("request_id", ""), "remote-addr": client[0] if client else "",
+                  "user-agent": headers.get("user-agent", "")[:256]}
         try:
-            kind, params = _media(request.headers.get("content-type", ""))
+            kind, params = _media(headers.get("content-type", ""))
             if kind and kind not in XML_TYPES:
                 raise SoapFault(BAD_REQUEST, f"Unsupported content type '{kind[:64]}': SOAP requests are text/xml "
                                 "or application/soap+xml.", status=415)
-            declared = request.headers.get("content-length", "")
+            declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body:
                 raise SoapFault(BAD_REQUEST, f"Request body larger than {self.max_body} bytes.", status=413)
+            task = asyncio.current_task()
+            assert task is not None
+            self.deadlines.watch(task, asyncio.get_running_loop())
             try:
-                async with asyncio.timeout(BODY_TIMEOUT):  # cheaper than wait_for: no extra task
-                    body = await _read_body(request, self.max_body)
+                body = await _read_body(receive, self.max_body)
             except BodyTooLarge:
                 raise SoapFault(BAD_REQUEST, f"Request body larger than {self.max_body} bytes.", status=413) from None
-            except TimeoutError:
-                raise SoapFault(BAD_REQUEST, "Request body not received in time.", status=408) from None
+            except asyncio.CancelledError:
+                if self.deadlines.done(task):
+                    raise SoapFault(BAD_REQUEST, "Request body not received in time.", status=408) from None
+                raise
+            finally:
+                self.deadlines.done(task)
             soap = parse_request(body, params.get("charset"))
-            action = self._action(request, soap, params)
-            if "log" in state:
-                state["log"]["action"] = f"{action.urn}#{action.method}"
-            creds = credentials(request.headers, request.cookies, soap)
-            if self.executor is None:
-                reply, headers = self.dispatcher.dispatch(soap, action, creds, extras)
-            else:
-                loop = asyncio.get_running_loop()
-                reply, headers = await loop.run_in_executor(self.executor, self.dispatcher.dispatch, soap, action,
-                                                            creds, extras)
+            action = self._action(headers, soap, params)
+            if log_extra is not None:
+                log_extra["action"] = f"{action.urn}#{action.method}"
+            cookie = headers.get("cookie")
+            creds = credentials(headers, cookie_parser(cookie) if cookie else {}, soap)
+            reply, reply_headers = await self._call(soap, action, creds, extras)
         except SoapFault as fault:
-            return self._fault(request, fault)
+            if log_extra is not None:
+                log_extra["fault"] = fault.code
+            await _respond(send, fault.status, build_fault(fault), fault.headers)
+            return
         except ClientDisconnect:
-            return Response(status_code=400)
-        return Response(reply, media_type=MEDIA_TYPE, headers=headers)
+            await _respond(send, 400, b"", {})
+            return
+        await _respond(send, 200, reply, reply_headers)
+
+    async def _call(self, soap: SoapRequest, action: Action, creds: Credentials,
+                    extras: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        dispatcher = self.dispatcher
+        target = dispatcher.target(action)
+        if self.executor is None:
+            return dispatcher.dispatch(soap, action, creds, extras, target)
+        key = self.inline.key(target, soap)
+        if key is not None:
+            caller = dispatcher.authenticate_cached(creds, target.method)
+            if caller is not None:
+                cpu, wall = time.thread_time(), time.perf_counter()
+                try:
+                    return dispatcher.dispatch(soap, action, creds, extras, target, caller)
+                finally:
+                    wall = time.perf_counter() - wall
+                    if wall > SLOW_CPU:  # CPU time <= wall time: only then is it worth a second system call
+                        self.inline.observe(key, time.thread_time() - cpu, wall)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, dispatcher.dispatch, soap, action, creds, extras, target)
 
     @staticmethod
-    def _action(request: Request, soap: Any, params: dict[str, str]) -> Action:
-        header = request.headers.get("soapaction")
+    def _action(headers: dict[str, str], soap: SoapRequest, params: dict[str, str]) -> Action:
+        header = headers.get("soapaction")
         raw = header if header and header.strip().strip('"') else params.get("action", "")
         if raw:
             action = parse_action(raw)
