@@ -63,7 +63,10 @@ def finish_and_check(data: Path, env: dict[str, str]) -> str:
     second = spawn(data, env)
     local = Instance.open(data, environ={**ENV, **env})  # local database only while the worker owns the cloud one
     try:
-        wait_for(lambda: commands.find(local, "crashy")["iState"] == model.FINISHED, 90)
+        try:
+            wait_for(lambda: commands.find(local, "crashy")["iState"] == model.FINISHED, 90)
+        except AssertionError:
+            raise AssertionError(f"not finished:\n{log_text(local, 'crashy')}") from None
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(30)

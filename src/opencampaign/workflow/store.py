@@ -53,7 +53,10 @@ def create_tables(metadata: sa.MetaData, engine: sa.Engine) -> None:
     """CREATE the engine-private tables when missing. Two processes may race to create them (PostgreSQL then
     fails one CREATE on its catalog's unique index): the loser checks that the table is there and goes on."""
     try:
-        metadata.create_all(engine, checkfirst=True)
+        # a write transaction from the start: on SQLite a deferred one that reads the catalog, then
+        # CREATEs, fails at once with "database is locked" when another connection wrote in between
+        with engine.connect().execution_options(write=True) as conn, conn.begin():
+            metadata.create_all(conn, checkfirst=True)
     except sa.exc.DBAPIError:
         with engine.connect() as conn:
             present = {t.lower() for t in sa.inspect(conn).get_table_names()}
