@@ -25,6 +25,7 @@ from ..storage.storage import Storage
 from . import xmldata
 from .errors import DataApiError, database_error, echo
 from .values import format_value
+from .write_batch import write_batch
 from .write_exec import execute
 from .write_fields import (
     WriteFailure,
@@ -436,8 +437,12 @@ def write(storage: Storage, registry: SchemaRegistry, document: Any, ctx: CallCo
 
 
 def write_collection(storage: Storage, registry: SchemaRegistry, document: Any, ctx: CallContext) -> None:
-    """xtk:session#WriteCollection: `<any-root xtkschema="ns:name"><name .../>...</any-root>`."""
+    """xtk:session#WriteCollection: `<any-root xtkschema="ns:name"><name .../>...</any-root>`.
+    Collections of flat records take the batch path (write_batch), the others this module's."""
     root, schema = _open(registry, document)
+    with _saving(storage, schema), _gc_paused(len(root)):
+        if write_batch(storage, registry, schema, root, ctx):
+            return
     items: list[tuple[etree._Element, str]] = []
     for position, child in enumerate((c for c in root if isinstance(c.tag, str)), start=1):
         if child.tag != schema.name:
@@ -472,15 +477,21 @@ def _open(registry: SchemaRegistry, document: Any) -> tuple[etree._Element, Sche
 
 def _run(storage: Storage, registry: SchemaRegistry, schema: Schema, items: list[tuple[etree._Element, str]],
          ctx: CallContext) -> None:
+    with _saving(storage, schema), Plan(storage, registry, ctx) as plan:
+        with _gc_paused(len(items)):
+            parser = Parser(registry)
+            entities = [parser.entity(schema, elem, path) for elem, path in items]
+            Writer(plan, parser.needed).process(entities)
+        expand_deletes(plan)
+        check_unique_keys(plan)
+        execute(plan)
+
+
+@contextmanager
+def _saving(storage: Storage, schema: Schema) -> Iterator[None]:
+    """Failures as Campaign reports a failed save (XSV-350023 and its causes)."""
     try:
-        with Plan(storage, registry, ctx) as plan:
-            with _gc_paused(len(items)):
-                parser = Parser(registry)
-                entities = [parser.entity(schema, elem, path) for elem, path in items]
-                Writer(plan, parser.needed).process(entities)
-            expand_deletes(plan)
-            check_unique_keys(plan)
-            execute(plan)
+        yield
     except WriteFailure as exc:
         raise fail_save(schema.full_label, exc) from None
     except DataApiError:

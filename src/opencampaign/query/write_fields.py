@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -172,6 +172,7 @@ class Defaults:
         self._folders: dict[str, Any] = {}
         self._rules: dict[str, list[tuple[Attribute, str | None, bool, bool]]] = {}
         self._values: dict[tuple[str, str], Any] = {}
+        self._templates: dict[tuple[str, frozenset[str]], InsertDefaults] = {}
 
     def evaluate(self, expr: str, xtk_type: str) -> Any:
         text = expr.strip()
@@ -250,24 +251,55 @@ class Defaults:
         value = self.evaluate(expr, attr.type)
         if value is not UNSET:
             value = to_db(attr, value)
-        if "uuid" not in expr.lower():
+        if not _volatile(expr):
             self._values[key] = value
         return value
 
     def apply_insert(self, schema: Schema, values: dict[str, Any], *, duplicate: bool = False) -> None:
         """Fill columns missing from `values` with their defaults (or, for Duplicate, overwrite the
         fields flagged defOnDuplicate)."""
-        self.apply_audit(schema, values, insert=True, force=duplicate)
-        for attr, expr, on_duplicate, link_fk in self.rules(schema):
+        if not duplicate:
+            self.insert_defaults(schema, frozenset(values)).apply(self, values)
+            return
+        self.apply_audit(schema, values, insert=True, force=True)
+        for attr, expr, on_duplicate, _link_fk in self.rules(schema):
+            if on_duplicate:
+                value = self.db_value(expr, attr) if expr else UNSET
+                if value is not UNSET:
+                    values[attr.sqlname or ""] = value
+
+    def insert_defaults(self, schema: Schema, present: frozenset[str]) -> InsertDefaults:
+        """What an insert whose document gives the columns `present` gets from the audit columns
+        and the defaults: resolved once per plan and column set (a collection's rows share it),
+        the rules applied in the order apply_insert always used."""
+        cached = self._templates.get((schema.id, present))
+        if cached is not None:
+            return cached
+        audit: dict[str, Any] = {}
+        self.apply_audit(schema, audit, insert=True)
+        fill = {c: v for c, v in audit.items() if c not in present}
+        fresh: list[tuple[str, str, Attribute]] = []
+        empty_fk: list[tuple[str, str, Attribute]] = []
+        for attr, expr, _on_duplicate, link_fk in self.rules(schema):
             name = attr.sqlname or ""
-            if duplicate and not on_duplicate:
+            if link_fk and name in present:
+                if expr:  # a link FK of 0 is the empty link: its default applies, row by row
+                    empty_fk.append((name, expr, attr))
                 continue
-            # a link FK of 0 is the empty link: its default applies; other given values win
-            if not duplicate and (values.get(name) not in _EMPTY if link_fk else name in values):
+            # other given values win; an absent link FK already holding a non-empty default too
+            if name in present or (name in fill and (not link_fk or fill[name] is _FRESH or fill[name] not in _EMPTY)):
                 continue
             value = self.db_value(expr, attr) if expr else UNSET
-            if value is not UNSET:
-                values[name] = value
+            if value is UNSET:
+                continue
+            if _volatile(expr or ""):
+                fill[name] = _FRESH
+                fresh.append((name, expr or "", attr))
+            else:
+                fill[name] = value
+        template = InsertDefaults({c: v for c, v in fill.items() if v is not _FRESH}, tuple(fresh), tuple(empty_fk))
+        self._templates[(schema.id, present)] = template
+        return template
 
     def apply_audit(self, schema: Schema, values: dict[str, Any], *, insert: bool, force: bool = False) -> None:
         """created/lastModified/createdBy/modifiedBy, where the schema has them; values given in
@@ -278,6 +310,32 @@ class Defaults:
                     values[attr.sqlname] = self.plan.ctx.login_id
                 else:
                     values[attr.sqlname] = self.plan.now.date() if attr.type == "date" else self.plan.now
+
+
+_FRESH = object()  # a default evaluated again for every row (NewUUID())
+
+
+def _volatile(expr: str) -> bool:
+    return "uuid" in expr.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class InsertDefaults:
+    """The defaults of inserts that give one set of columns (Defaults.insert_defaults)."""
+
+    fill: dict[str, Any]  # absent columns -> constant value (audit columns, literals, folders...)
+    fresh: tuple[tuple[str, str, Attribute], ...]  # absent columns whose default differs per row
+    empty_fk: tuple[tuple[str, str, Attribute], ...]  # given link FKs that take the link default when empty
+
+    def apply(self, defaults: Defaults, values: dict[str, Any]) -> None:
+        values.update(self.fill)
+        for name, expr, attr in self.fresh:
+            values[name] = defaults.db_value(expr, attr)
+        for name, expr, attr in self.empty_fk:
+            if values.get(name) in _EMPTY:
+                value = defaults.db_value(expr, attr)
+                if value is not UNSET:
+                    values[name] = value
 
 
 @cache
@@ -382,6 +440,31 @@ def column_converter(registry: SchemaRegistry, schema_id: str, attr: Attribute) 
     return _secret_converter(schema_id, attr, rule, base) if rule else base
 
 
+BulkConverter = Callable[[Sequence[str]], list[Any]]
+
+
+def bulk_converter(registry: SchemaRegistry, schema_id: str, attr: Attribute) -> BulkConverter:
+    """column_converter for a whole column of texts at once (the batch path): one call per
+    column, and plain strings without a call per value."""
+    convert = column_converter(registry, schema_id, attr)
+    if (schema_id, attr.xpath) in SECRET_FIELDS:
+        return lambda texts: list(map(convert, texts))
+    if attr.type != "string" or attr.enum:
+        def distinct(texts: Sequence[str]) -> list[Any]:
+            # Dates, enumerations, numbers repeat: each distinct text is converted once.
+            table = {text: convert(text) for text in set(texts)}
+            return list(map(table.__getitem__, texts))
+        return distinct
+    length = attr.length or 0
+
+    def strings(texts: Sequence[str]) -> list[Any]:
+        if length and texts and max(map(len, texts)) > length:
+            for text in texts:
+                convert(text)  # raises the converter's failure for the first text too long
+        return [text or None for text in texts]
+    return strings
+
+
 @dataclass(frozen=True, slots=True)
 class FieldEntry:
     """What one attribute name of a schema element is, for the document parser."""
@@ -389,6 +472,7 @@ class FieldEntry:
     attr: Attribute
     column: str | None  # SQL column, None for an XML (mData) field
     convert: Converter | None  # None: calculated field, ignored
+    bulk: BulkConverter | None = None  # column fields: convert for a column of texts
 
 
 @cache
@@ -399,7 +483,8 @@ def field_table(registry: SchemaRegistry, schema_id: str, definition: Element) -
         if attr.expr is not None:
             table[name] = FieldEntry(attr, attr.sqlname, None)
         elif attr.sqlname is not None:
-            table[name] = FieldEntry(attr, attr.sqlname, column_converter(registry, schema_id, attr))
+            table[name] = FieldEntry(attr, attr.sqlname, column_converter(registry, schema_id, attr),
+                                     bulk_converter(registry, schema_id, attr))
         else:
             table[name] = FieldEntry(attr, None, _xml_converter(registry, schema_id, attr))
     return table
