@@ -1,6 +1,6 @@
 """SOAP router benchmark (issue #4): ExecuteQuery get-by-key, Write of one recipient and
 GetServerTime (router only, no database), beside a bare Starlette endpoint returning a canned
-envelope served by the same number of uvicorn workers, all loaded the same way in the same run:
+envelope served by the same number of uvicorn workers (same HTTP protocol class), all loaded the same way in the same run:
 32 keep-alive connections on loopback, 15 s per scenario in interleaved rounds.
 
 Deployments, all running at once so that interleaved rounds see the same neighbours:
@@ -68,6 +68,8 @@ def literal(name: str, xml: str) -> str:
     return f'<{name} xsi:type="" SOAP-ENV:encodingStyle="http://xml.apache.org/xml-soap/literalxml">{xml}</{name}>'
 
 
+# The bare endpoint runs on the same server stack as opencampaign: uvicorn with the same protocol class.
+BARE_PROTOCOL = "opencampaign.server.protocol:CoalescingHttpToolsProtocol"
 BARE_APP = textwrap.dedent('''
     from starlette.applications import Starlette
     from starlette.responses import Response
@@ -297,7 +299,8 @@ def main() -> int:
                     bare_url = f"http://127.0.0.1:{port}"
                     bares[workers] = (bare_url, Process(
                         [sys.executable, "-m", "uvicorn", "--app-dir", str(work), "bare_app:app", "--port", str(port),
-                         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+                         "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+                         "--http", BARE_PROTOCOL],
                         base_env, work / f"bare-{workers}.log", bare_url, "/"))
                 first = deployments[0]
                 get_action, get_body = first.bodies[GET]

@@ -17,6 +17,7 @@ SQLite local + PostgreSQL cloud. A DuckDB file opens in one process only, so the
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import logging
 import os
@@ -27,7 +28,9 @@ from typing import Any
 import uvicorn
 
 from ..instance import Instance
+from .protocol import CoalescingHttpToolsProtocol
 
+HTTP_PROTOCOL = CoalescingHttpToolsProtocol  # uvicorn's httptools protocol, one write per response
 APP_ENV = "OPENCAMPAIGN_SERVE_ARGS"  # how worker processes learn which instance to open
 
 
@@ -51,40 +54,56 @@ class _Formatter(logging.Formatter):
 
 
 class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """stderr, flushed at least every FLUSH_SECONDS rather than after every line (a system call per
-    request otherwise); warnings and errors are flushed at once."""
+    """stderr, written in batches at least every FLUSH_SECONDS rather than line by line (stderr is
+    line-buffered: a system call per request otherwise); warnings and errors are written at once,
+    after the lines queued before them."""
 
     FLUSH_SECONDS = 0.5
+    MAX_QUEUED = 2048  # lines; written by the request that reaches it (bounded memory under load)
 
     def __init__(self) -> None:
         super().__init__()
-        self._due = False
+        # deque.append and popleft are atomic under the GIL: no lock on the hot path, no line lost.
+        self._queued: collections.deque[str] = collections.deque()
         threading.Thread(target=self._flusher, name="log-flush", daemon=True).start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
+            line = self.format(record) + self.terminator
             if record.levelno >= logging.WARNING:
-                super().flush()
+                self._write([line])
             else:
-                self._due = True
+                self._queue(line)
         except Exception:  # noqa: BLE001 - logging must never break a request
             self.handleError(record)
 
     def access_line(self, text: str) -> None:
         """The per-request line of `opencampaign.http`, formatted as its records would be but without
         building a LogRecord and going through the logger (a sizeable share of a short request)."""
-        line = f"{self.formatter.stamp(time.time())} INFO opencampaign.http {text}\n"  # type: ignore[union-attr]
+        self._queue(f"{self.formatter.stamp(time.time())} INFO opencampaign.http {text}\n")  # type: ignore[union-attr]
+
+    def _queue(self, line: str) -> None:
+        self._queued.append(line)
+        if len(self._queued) >= self.MAX_QUEUED:
+            self._write([])
+
+    def _write(self, extra: list[str]) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self.stream.write(line)
-        self._due = True
+            queued = self._queued
+            lines = [queued.popleft() for _ in range(len(queued))]
+            lines.extend(extra)
+            if lines:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+
+    def flush(self) -> None:
+        self._write([])
 
     def _flusher(self) -> None:
         while True:
             time.sleep(self.FLUSH_SECONDS)
-            if self._due:
-                self._due = False
-                super().flush()
+            if self._queued:
+                self._write([])
 
 
 def _configure_logging(instance: Instance) -> None:
@@ -110,6 +129,8 @@ def _freeze_startup_objects() -> None:
     # all (~100 ms here), a pause every request in flight would wait for. They never become garbage.
     gc.collect()
     gc.freeze()
+    if os.environ.get('OC_GC'):
+        gc.set_threshold(*map(int, os.environ['OC_GC'].split(',')))
 
 
 def multi_process_refusal(instance: Instance) -> str | None:
@@ -161,7 +182,7 @@ def serve(args: argparse.Namespace) -> int:
     stop_worker = start_background(instance) if getattr(args, "workflow_worker", True) else None
     print(f"opencampaign serving {instance.data_dir} on http://{host}:{port}/ (data model: /datamodel/)", flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http=HTTP_PROTOCOL)
     finally:
         if stop_worker is not None:
             stop_worker()
@@ -181,6 +202,7 @@ def _serve_workers(instance: Instance, args: argparse.Namespace, host: str, port
     print(f"opencampaign serving {args.data_dir} on http://{host}:{port}/ with {workers} workers", flush=True)
     try:
         uvicorn.run("opencampaign.server.run:worker_app", factory=True, host=host, port=port, workers=workers,
+                    http=HTTP_PROTOCOL,
                     log_level="warning", access_log=False)
     finally:
         if stop_worker is not None:

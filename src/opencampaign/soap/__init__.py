@@ -17,11 +17,12 @@ from .observability import RequestLog
 from .router import SoapRouter
 from .wsdl import PUBLIC_SCHEMAS, build_wsdl
 
-__all__ = ["RequestLog", "soap_routes"]
+__all__ = ["ROUTER_PATH", "RequestLog", "SoapRouter", "soap_routes"]
+ROUTER_PATH = "/nl/jsp/soaprouter.jsp"
 
 
-def soap_routes(instance: Any) -> list[Route]:
-    router = SoapRouter(instance)
+def soap_routes(instance: Any, router: SoapRouter | None = None) -> list[Route]:
+    router = router or SoapRouter(instance)
     health = HealthPages(instance)
 
     async def schema_wsdl(request: Request) -> Response:
@@ -42,7 +43,7 @@ def soap_routes(instance: Any) -> list[Route]:
         return Response(body, media_type="text/xml; charset=utf-8")
 
     return [
-        Route("/nl/jsp/soaprouter.jsp", router, methods=["POST"]),  # a plain ASGI app
+        Route(ROUTER_PATH, router, methods=["POST"]),  # a plain ASGI app (SoapFastPath usually comes first)
         Route("/nl/jsp/ping.jsp", health.ping, methods=["GET"]),
         Route("/nl/jsp/mcPing.jsp", health.mc_ping, methods=["GET"]),
         Route("/nl/jsp/schemawsdl.jsp", schema_wsdl, methods=["GET"]),

@@ -86,10 +86,12 @@ async def _read_body(receive: Any, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _respond(send: Any, status: int, body: bytes, headers: dict[str, str]) -> None:
+async def _respond(send: Any, status: int, body: bytes, headers: dict[str, str], request_id: bytes | None) -> None:
     raw = [(b"content-length", str(len(body)).encode("latin-1"))]
     if body:
         raw.append(_MEDIA_HEADER)
+    if request_id is not None:
+        raw.append((b"x-request-id", request_id))
     raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
@@ -206,6 +208,12 @@ class SoapRouter:
         self.deadlines = BodyDeadlines()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """As an ASGI app behind RequestLog (which adds the x-request-id header)."""
+        await self.serve(scope, receive, send, None)
+
+    async def serve(self, scope: dict, receive: Any, send: Any, request_id: bytes | None) -> int:
+        """Answers one request; returns the HTTP status sent. `request_id`, when given, is sent as
+        the x-request-id header."""
         state = scope.get("state") or {}
         log_extra = state.get("log")
         headers = _headers(scope["headers"])
@@ -243,12 +251,13 @@ class SoapRouter:
         except SoapFault as fault:
             if log_extra is not None:
                 log_extra["fault"] = fault.code
-            await _respond(send, fault.status, build_fault(fault), fault.headers)
-            return
+            await _respond(send, fault.status, build_fault(fault), fault.headers, request_id)
+            return fault.status
         except ClientDisconnect:
-            await _respond(send, 400, b"", {})
-            return
-        await _respond(send, 200, reply, reply_headers)
+            await _respond(send, 400, b"", {}, request_id)
+            return 400
+        await _respond(send, 200, reply, reply_headers, request_id)
+        return 200
 
     async def _call(self, soap: SoapRequest, action: Action, creds: Credentials,
                     extras: dict[str, str]) -> tuple[bytes, dict[str, str]]:
