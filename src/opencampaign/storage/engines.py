@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from .writer_gate import HELD, gate_sqlite_writes
+
 
 class DatabaseUnavailable(RuntimeError):
     pass
@@ -49,8 +51,20 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> sa.Engine:
             options = conn.get_execution_options()
             if options.get("oc_autocommit"):
                 return  # a single-statement read (read_connection): atomic without a transaction
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("write") else "BEGIN")
+            if not options.get("write"):
+                conn.exec_driver_sql("BEGIN")
+                return
+            dbapi_connection = conn.connection.dbapi_connection
+            if gate is not None:
+                HELD.take(gate, dbapi_connection)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                HELD.give_back(dbapi_connection)
+                raise
 
+        gate = gate_sqlite_writes(engine, parsed.database) if parsed.database and parsed.database != ":memory:" \
+            else None
         return engine
     if backend == "duckdb":
         if parsed.database and parsed.database != ":memory:":
