@@ -15,7 +15,8 @@ Python objects, as a loader passes them. It is the driver's executemany on SQLit
 DuckDB the engine's bulk form (one `INSERT ... SELECT UNNEST(?)` / `UPDATE ... FROM (SELECT
 UNNEST(?))` per 20k rows): DuckDB's executemany runs row by row, so comparing with it would
 flatter us 10-20x (its figure is printed below the table, measured on fewer rows). For SQLite
-the multi-row INSERT form WriteCollection itself uses is printed below the table too. An
+the multi-row INSERT and UPDATE ... FROM (VALUES ...) forms WriteCollection itself uses are
+printed below the table too. An
 insertOrUpdate by email must also find which emails exist: "raw+lookup" adds the lookup a
 hand-written loader would run (chunked `SELECT id, email WHERE email IN (...)`; on DuckDB a
 join with the email array), so "x raw" is the strict ratio and "x r+l" the same-work one.
@@ -155,6 +156,19 @@ def raw(instance: Instance, n: int, folder: int) -> dict[str, float]:
                 conn.exec_driver_sql(head + ", ".join([one] * len(chunk)),
                                      tuple(v for r in chunk for v in (r[c] for c in INSERT_COLUMNS)))
         times["values insert"] = time.perf_counter() - started
+        # And the multi-row UPDATE ... FROM (VALUES ...) form it uses for updates.
+        width = len(UPDATE_COLUMNS) + 1
+        sets = ", ".join(f"{col(c)} = v.column{i + 1}" for i, c in enumerate(UPDATE_COLUMNS))
+        one = f"({', '.join('?' for _ in range(width))})"
+        started = time.perf_counter()
+        with storage.write(role) as conn:
+            for start in range(0, n, 256):
+                chunk = updated[start:start + 256]
+                conn.exec_driver_sql(f"UPDATE {name} SET {sets} FROM (VALUES {', '.join([one] * len(chunk))}) AS v "
+                                     f"WHERE {name}.{col('iRecipientId')} = v.column{width}",
+                                     tuple(v for r in chunk for v in (*(r[c] for c in UPDATE_COLUMNS),
+                                                                      r["iRecipientId"])))
+        times["values update"] = time.perf_counter() - started
         with storage.write(role) as conn:
             conn.execute(sa.delete(table).where(table.c.iRecipientId >= RAW_ID))
     return times
@@ -172,7 +186,7 @@ def duck_executemany(instance: Instance, n: int, folder: int) -> float:
     return seconds / n
 
 
-def bench_shape(name: str, env: dict[str, str], n: int, folder: Path) -> tuple[list[tuple], float]:
+def bench_shape(name: str, env: dict[str, str], n: int, folder: Path) -> tuple[list[tuple], tuple[float, ...]]:
     env = {**env, "OPENCAMPAIGN_ADMIN_PASSWORD": "bench"}
     instance = Instance.open(folder, environ=env)
     instance.init(environ=env)
@@ -184,8 +198,8 @@ def bench_shape(name: str, env: dict[str, str], n: int, folder: Path) -> tuple[l
             folder_id = conn.execute(sa.select(folders.c.iFolderId).where(folders.c.sName == "nmsRootRecipient")).scalar()
         raw_times = raw(instance, n, folder_id)
         duck = instance.storage.dialect(instance.storage.home("nms:recipient")) == "duckdb"
-        per_row = duck_executemany(instance, min(n, DUCK_EXECUTEMANY_ROWS), folder_id) if duck \
-            else raw_times["values insert"] / n
+        per_row = (duck_executemany(instance, min(n, DUCK_EXECUTEMANY_ROWS), folder_id),) if duck \
+            else (raw_times["values insert"] / n, raw_times["values update"] / n)
         results = []
         for phase, run in (("insert", 1), ("update", 2)):
             document = collection(n, run)
@@ -217,14 +231,15 @@ def main() -> None:
             # Best of the runs, measure by measure, for WriteCollection and raw alike: the least disturbed.
             shape_results = [(*first[:3], *(min(m) for m in zip(*[run[0][i][3:] for run in runs], strict=True)))
                              for i, first in enumerate(runs[0][0])]
-            per_row = min(run[1] for run in runs)
+            per_row = [min(m) for m in zip(*[run[1] for run in runs], strict=True)]
             results.extend(shape_results)
             if "duck" in name.lower():
-                notes.append(f"{name}: the driver's executemany INSERT runs at {1e6 * per_row:.0f} us/row "
-                             f"({1 / per_row:.0f} rows/s, {min(args.rows, DUCK_EXECUTEMANY_ROWS)} rows)")
+                notes.append(f"{name}: the driver's executemany INSERT runs at {1e6 * per_row[0]:.0f} us/row "
+                             f"({1 / per_row[0]:.0f} rows/s, {min(args.rows, DUCK_EXECUTEMANY_ROWS)} rows)")
             else:
-                notes.append(f"{name}: raw multi-row INSERT ... VALUES (256 rows per statement, the form "
-                             f"WriteCollection uses): {1e6 * per_row:.1f} us/row")
+                notes.append(f"{name}: raw multi-row INSERT ... VALUES / UPDATE ... FROM (VALUES ...) (256 rows "
+                             f"per statement, the forms WriteCollection uses): {1e6 * per_row[0]:.1f} / "
+                             f"{1e6 * per_row[1]:.1f} us/row")
     header = (f"{'database':<25}{'phase':<7}{'rows':>6}{'seconds':>8}{'cpu s':>6}{'rows/s':>8}{'us/row':>7}"
               f"{'raw us/row':>11}{'x raw':>6}{'raw+lookup':>11}{'x r+l':>6}")
     print(header)

@@ -413,6 +413,27 @@ def test_same_key_twice_in_one_collection_updates_the_first(inst: Instance):
     assert rows(inst, "nms:service", "sName") == []
 
 
+def test_key_with_id_zero_updates_the_matched_row(inst: Instance):
+    """id="0" means "no id" (docs/write.md "Reconciliation"): beside a `_key` that matches a
+    row, that row is updated and keeps its id; the id-0 row is left alone."""
+    w(inst, '<recipient xtkschema="nms:recipient" _key="@email" email="z@x.org" firstName="Z"/>')
+    (rid,), = rows(inst, "nms:recipient", "iRecipientId")
+    w(inst, '<recipient xtkschema="nms:recipient" _key="@email" id="0" email="z@x.org" lastName="Zed"/>')
+    assert rows(inst, "nms:recipient", "iRecipientId", "sEmail", "sFirstName", "sLastName") == [
+        (rid, "z@x.org", "Z", "Zed")]
+    # in a collection: a stored row, then a row the collection inserts and matches again
+    wc(inst, '<c xtkschema="nms:recipient"><recipient _key="@email" id="0" email="z@x.org" firstName="Z2"/>'
+             '<recipient _key="@email" id="0" email="n@x.org" firstName="N"/>'
+             '<recipient _key="@email" id="" email="n@x.org" lastName="N2"/></c>')
+    (zid, z_first), (nid, n_first, n_last) = (
+        rows(inst, "nms:recipient", "iRecipientId", "sFirstName", where=lambda t: t.c.sEmail == "z@x.org")[0],
+        rows(inst, "nms:recipient", "iRecipientId", "sFirstName", "sLastName", where=lambda t: t.c.sEmail == "n@x.org")[0])
+    assert (zid, z_first) == (rid, "Z2") and nid not in (0, rid) and (n_first, n_last) == ("N", "N2")
+    table = inst.storage.table("nms:recipient")
+    with inst.storage.engine_for("nms:recipient").connect() as conn:
+        assert conn.execute(sa.select(table.c.sEmail).where(table.c.iRecipientId == 0)).all() == [(None,)]
+
+
 def test_read_back_through_querydef(inst: Instance):
     from opencampaign.query.querydef import execute_query
 

@@ -239,11 +239,46 @@ def test_same_faults(inst: Instance, monkeypatch: pytest.MonkeyPatch):
     assert sorted(r["sEmail"] for r in snapshot(inst, "nms:recipient") if r["iRecipientId"]) == ["a@x.org"]
 
 
+def test_items_of_one_layout_with_other_operations_and_layouts_alternating(inst: Instance,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    """Items with the same attribute names but another `_operation` (or `_key`), layouts that
+    alternate, attributes in another order, comments and processing instructions in and between
+    items: the batch path groups them and decides in document order, as the general path."""
+    w(inst, '<recipient xtkschema="nms:recipient" _key="@email" email="a@x.org" firstName="A"/>', SETUP)
+    w(inst, '<recipient xtkschema="nms:recipient" _key="@email" email="b@x.org" firstName="B"/>', SETUP)
+    items = (
+        '<recipient _key="@email" _operation="update" email="a@x.org" firstName="A1"/>'
+        '<recipient _key="@email" _operation="insertOrUpdate" email="c@x.org" firstName="C1"/>'
+        '<recipient _key="@email" _operation="update" email="missing@x.org" firstName="M"/>'  # no-op
+        '<recipient _key="@email" _operation="insert" email="a@x.org" firstName="Another A"/>'
+        '<?pi data?><recipient _key="@email" _operation="insertOrUpdate" email="b@x.org" firstName="B1">'
+        '<location city="X"/><!-- c --></recipient>'
+        '<recipient _key="@email" _operation="insert" email="d@x.org" firstName="D"/>'
+        '<recipient _operation="insertOrUpdate" _key="@email" firstName="E" email="e@x.org"/>'
+        '<recipient _key="@email" _operation="insertOrUpdate" email="f@x.org" firstName="F"><location city="Y"/>'
+        '</recipient>'
+        '<recipient email="g@x.org" firstName="G"/>'  # no _key: the first complete key (none): insert
+        '<recipient _key="@email" _operation="insertOrUpdate" email="h@x.org" firstName="H"/>'
+    )
+    compare(inst, monkeypatch, "nms:recipient", collection("nms:recipient", items), batch=True)
+    compare(inst, monkeypatch, "nms:recipient", collection("nms:recipient", items), batch=True)  # all stored now
+    # a key repeated further on: decided item by item
+    repeated = items + '<recipient _key="@email" _operation="update" email="c@x.org" lastName="C2"/>'
+    compare(inst, monkeypatch, "nms:recipient", collection("nms:recipient", repeated.replace("@x.org", "@y.org")),
+            batch=True)
+    # the same names with another `_key`: items reconciled on different keys go to the general path
+    other = ('<recipient _key="@email" email="k1@x.org" lastName="K"/>'
+             '<recipient _key="@lastName" email="k2@x.org" lastName="K"/>')
+    compare(inst, monkeypatch, "nms:recipient", collection("nms:recipient", other), batch=False)
+
+
 def test_documents_the_batch_path_leaves_to_the_general_one(inst: Instance, monkeypatch: pytest.MonkeyPatch):
     w(inst, '<folder xtkschema="xtk:folder" name="vip" label="VIP"/>', SETUP)
     w(inst, '<service xtkschema="nms:service" name="news"/>', SETUP)
     w(inst, '<recipient xtkschema="nms:recipient" _key="@email" email="del@x.org"/>', SETUP)
     for items in (
+        # id="0" beside a `_key` that matches: the row keeps its id (the general path decides)
+        '<recipient _key="@email" id="0" email="del@x.org" lastName="Z"/><recipient _key="@email" id="0" email="l0@x.org"/>',
         '<recipient email="l1@x.org"><folder name="vip" _operation="none"/></recipient><recipient email="l2@x.org"/>',
         '<recipient _key="@email" email="del@x.org" _operation="delete"/><recipient email="l3@x.org"/>',
         '<recipient _key="@email" email="s@x.org"><subscription><service name="news" _operation="none"/>'
@@ -407,6 +442,31 @@ def test_repeat_columns():
     assert statement.row_params() == [(1, None), (2, None), (3, None)] and statement.keys() == [(1,), (2,), (3,)]
 
 
+def test_sqlite_multi_row_update():
+    """Updates on SQLite run as UPDATE ... FROM (VALUES ...): columns repeated for every row are
+    bound once, composite keys are matched on every column, other rows are left alone."""
+    from opencampaign.query.write_exec import SQLITE_VALUES_ROWS, run_statement
+
+    engine = sa.create_engine("sqlite://")
+    table = sa.Table("t", sa.MetaData(), sa.Column("a", sa.Integer), sa.Column("b", sa.String),
+                     sa.Column("x", sa.String), sa.Column("d", sa.Date), sa.Column("n", sa.Integer))
+    count = SQLITE_VALUES_ROWS * 2 + 3
+    rows = [{"a": i % 7, "b": str(i), "x": "old", "d": None, "n": 0} for i in range(count)]
+    keys = [(i % 7, str(i)) for i in range(0, count, 2)]  # every other row
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(sa.insert(table), rows)
+        statement = Statement("update", None, "local", table, ["a", "b"], columns=["x", "d", "n"],  # type: ignore[arg-type]
+                              data=[[f"new{k[1]}" for k in keys], Repeat(NOW.date(), len(keys)),
+                                    [int(k[1]) for k in keys], [k[0] for k in keys], [k[1] for k in keys]])
+        run_statement(conn, statement)
+        stored = {r.b: (r.x, r.d, r.n) for r in conn.execute(sa.select(table))}
+    assert len(stored) == count
+    for i in range(count):
+        expected = (f"new{i}", NOW.date(), i) if i % 2 == 0 else ("old", None, 0)
+        assert stored[str(i)] == expected, i
+
+
 def test_min_items():
     assert write_batch.MIN_ITEMS >= 2  # a single Write keeps the general path
 
@@ -417,7 +477,7 @@ def test_a_batch_path_bug_falls_back_to_the_general_path(inst: Instance, monkeyp
     def broken(*args: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(write_batch._Batch, "decide", broken)
+    monkeypatch.setattr(write_batch._Batch, "lookup", broken)
     write_module.write_collection(inst.storage, inst.registry,
                                   collection("nms:recipient", '<recipient email="f1@x.org"/><recipient email="f2@x.org"/>'),
                                   CTX)

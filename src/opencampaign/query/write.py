@@ -411,6 +411,10 @@ class Writer:
 
     def update(self, row: Row, entity: Entity, key_cols: tuple[str, ...]) -> None:
         changes = {c: v for c, v in entity.fields.items() if not (c in key_cols and row.known.get(c) == v)}
+        if entity.schema.autopk:
+            pk = pk_columns(entity.schema)[0]
+            if pk in changes and changes[pk] in (None, "", 0):
+                del changes[pk]  # id 0 means "no id" (a row matched by another key keeps its own)
         if not changes and entity.xml is None:
             return
         was_new = row.state == "insert"

@@ -3,8 +3,10 @@
 The general engine (write.py) builds an entity per element, reconciles it through the plan's
 row objects and derives statements from them: about 25 us of Python per row. A collection of
 records that only carry column fields (attributes and nested plain elements, no link elements,
-collections or XML fields) needs none of that machinery. Its items are grouped by shape (the
-attribute names of the item and of its child elements, `_key`, `_operation`), each shape's
+collections or XML fields) needs none of that machinery. Its items are read with one keys()
+and one values() call per element (lxml's attribute access is most of the reading cost), the
+values of all items go to one flat list cut into columns by slicing, items are grouped by shape
+(the attribute names of the item and of its child elements, `_key`, `_operation`), each shape's
 texts are converted a column at a time, the keys of the whole batch are looked up at once, and
 the columns go to the statements as they are (column-major: DuckDB's arrays, SQLite's bind
 processing per column), without a Python object per row.
@@ -12,7 +14,9 @@ processing per column), without a Python object per row.
 The decisions are the general path's, in the same order (docs/write.md "Reconciliation",
 "_operation decisions"): an item whose key a previous item of the batch inserted or matched
 updates that row; a non-unique key matching several rows updates the lowest primary key; ids are
-drawn in document order with the same reservation. Anything else, and any failure found while
+drawn in document order with the same reservation. The usual batch, whose items have distinct
+keys and no primary key, is decided a segment of items at a time (decide_distinct); others
+item by item with a row object per touched row (decide). Anything else, and any failure found while
 planning (invalid value, missing key, duplicate key, access refused), makes the batch step
 aside before anything is written: the general path then runs on the same document and reports
 the failure with its exact message and element path. Only database errors raised while the
@@ -22,8 +26,9 @@ statements run are reported from here, mapped like the general path's (same stat
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain, islice, pairwise
 from operator import itemgetter
 from typing import Any
 
@@ -44,6 +49,8 @@ _EMPTY = (None, "", 0)  # an @id or key field that does not identify anything
 _WRITABLE = ("insertOrUpdate", "insert", "update")
 _SKIP = object()  # a child node without data (comment)
 _LINK = object()  # a link element
+_OPEN = object()  # in an item's flattened names: a child element starts (its tag follows)
+_CLOSE = object()  # ... and ends
 
 
 class Unsupported(Exception):
@@ -52,13 +59,14 @@ class Unsupported(Exception):
 
 @dataclass(eq=False, slots=True)
 class _Part:
-    """One element of an item with a given list of attribute names: which attribute values are
-    column texts (`take` picks them), how each column converts, and the item's signature head."""
+    """One element with a given list of attribute names: which of its values are column texts
+    (`positions`), their columns and converters, and where an item's `_key`/`_operation` are."""
 
     columns: tuple[str, ...]
-    take: Callable[[list[str]], tuple]
+    positions: tuple[int, ...]
     bulks: tuple[BulkConverter, ...]
-    head: Callable[[list[str]], tuple] = lambda values: ()  # (part, `_key`, `_operation`) of an item
+    key_at: int = -1
+    operation_at: int = -1
 
 
 @dataclass(eq=False, slots=True)
@@ -69,6 +77,20 @@ class _Level:
     definition: Element
     parts: dict[tuple[str, ...], _Part] = field(default_factory=dict)
     children: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class _Layout:
+    """The items whose flattened names (attribute names of the item and of its child elements,
+    child tags) are the same: their values have the same length and the same column positions."""
+
+    width: int  # values per item
+    columns: tuple[str, ...]
+    positions: tuple[int, ...]  # of each column's text among an item's values
+    bulks: tuple[BulkConverter, ...]
+    key_at: int = -1
+    operation_at: int = -1
+    shapes: dict[tuple[Any, Any], _Shape] = field(default_factory=dict)  # by (`_key`, `_operation`)
 
 
 @dataclass(eq=False, slots=True)
@@ -86,13 +108,16 @@ class _Shape:
     pk_pos: tuple[int, ...] | None = None  # positions of the primary key columns, when all given
     changes: tuple[int, ...] = ()  # positions written by an update (all but the criteria columns)
     update_audit: dict[str, Any] = field(default_factory=dict)
-    texts: list[tuple] = field(default_factory=list)  # per item, while reading
+    texts: list[list[str]] = field(default_factory=list)  # per column, while reading
     count: int = 0
     data: list[list[Any]] = field(default_factory=list)
     crits: list[tuple | None] = field(default_factory=list)  # per item: key values on the criteria
 
     def row(self, index: int) -> tuple:
         return tuple([column[index] for column in self.data])
+
+
+Segment = tuple[_Shape, int, int]  # items start:stop of a shape, consecutive in the document
 
 
 @dataclass(eq=False, slots=True)
@@ -128,30 +153,22 @@ def write_batch(storage: Storage, registry: SchemaRegistry, schema: Schema, root
     return True
 
 
-def _header(part: _Part, key_at: int, operation_at: int) -> Callable[[list[str]], tuple]:
-    """The head of an item's signature: the part and the item's `_key` and `_operation`."""
-    if key_at >= 0 and operation_at >= 0:
-        return lambda values: (part, values[key_at], values[operation_at])
-    if key_at >= 0:
-        return lambda values: (part, values[key_at], None)
-    if operation_at >= 0:
-        return lambda values: (part, None, values[operation_at])
-    constant = (part, None, None)
-    return lambda values: constant
+def _flatten(elem: etree._Element, names: list[Any], values: list[str]) -> None:
+    """The children of `elem` appended to an item's flattened names and values."""
+    for child in elem:
+        names.append(_OPEN)
+        names.append(child.tag)
+        names += child.keys()
+        values += child.values()
+        if len(child):
+            _flatten(child, names, values)
+        names.append(_CLOSE)
 
 
-def _taker(positions: Sequence[int]) -> Callable[[Sequence[Any]], tuple]:
-    """itemgetter that always returns a tuple."""
-    if len(positions) > 1:
-        return itemgetter(*positions)  # type: ignore[return-value]
-    if positions:
-        at = positions[0]
-        return lambda values: (values[at],)
-    return lambda values: ()
-
-
-def _gather(column: Sequence[Any], indexes: list[int]) -> Sequence[Any]:
-    """column[i] for each index (in C when there are several)."""
+def _gather(column: Sequence[Any], indexes: Sequence[int]) -> Sequence[Any]:
+    """column[i] for each index (a slice for a range, in C when there are several)."""
+    if isinstance(indexes, range):
+        return column[indexes.start:indexes.stop]
     if len(indexes) > 1:
         return itemgetter(*indexes)(column)  # type: ignore[no-any-return]
     return [column[i] for i in indexes]
@@ -159,18 +176,24 @@ def _gather(column: Sequence[Any], indexes: list[int]) -> Sequence[Any]:
 
 class _Batch:
     def __init__(self, plan: Plan, schema: Schema):
+        assert schema.root is not None
         self.plan = plan
         self.schema = schema
         self.registry = plan.registry
         self.pks = pk_columns(schema)
+        self.level = _Level(schema.root)
+        self.layouts: dict[tuple, _Layout] = {}
         self.shapes: dict[tuple, _Shape] = {}
         self.criteria: tuple[str, ...] | None = None  # one set of criteria columns per batch
 
     def build(self, root: etree._Element) -> list[Statement]:
-        order = self.read(root)
+        segments = self.read(root)
         found, stored = self.lookup()
-        targets, count = self.decide(order, found, stored)
-        self.check_access(targets)
+        statements = self.decide_distinct(segments, found)
+        if statements is not None:
+            return statements
+        targets, count = self.decide(segments, found, stored)
+        self.check_access(any(t.state != "exists" for t in targets))
         self.plan.reserve_ids(self.schema, count)
         explicit = {t.pk for t in targets if t.state == "insert" and t.pk is not None}
         drawn = [t for t in targets if t.state == "insert" and t.pk is None]
@@ -180,21 +203,26 @@ class _Batch:
                 target.merged[self.pks[0]] = pk
         if explicit and any(t.pk in explicit for t in drawn):
             raise Unsupported  # an explicit id the sequence hands out too
-        statements = self.statements(targets)
+        statements = self.statements(self.group(targets))
         self.check_unique_keys(statements, all_generated=not explicit)
         return statements
 
     # --- reading the items ------------------------------------------------------------------
 
-    def read(self, root: etree._Element) -> list[tuple[_Shape, int]]:
-        """Every item as (shape, index in the shape), in document order; the shapes' columns
-        converted (one converter call per column)."""
+    def read(self, root: etree._Element) -> list[Segment]:
+        """The items as segments of their shapes, in document order; the shapes' columns
+        converted (one converter call per column).
+
+        lxml's attribute access is most of the cost, so an item is read with one keys() and
+        one values() call per element; its names (with child tags) select a layout, looked up
+        only when they differ from the previous item's, and the values of all items go to one
+        flat list that is cut into columns by slicing."""
         name = self.schema.name
-        assert self.schema.root is not None
-        level = _Level(self.schema.root)
-        parts = level.parts
-        shapes = self.shapes
-        order: list[tuple[_Shape, int]] = []
+        layouts = self.layouts
+        flat: list[str] = []
+        runs: list[tuple[int, int, _Layout | None]] = []  # (first item, its first value, layout) per layout change
+        previous: list[Any] | None = None
+        count = 0
         for elem in root:
             tag = elem.tag
             if tag != name:
@@ -202,35 +230,124 @@ class _Batch:
                     raise Unsupported  # the general path names the unknown element
                 continue  # comments, processing instructions
             names = elem.keys()
-            part = parts.get(tuple(names))
-            if part is None:
-                part = self.part(level, names, root=True)
             values = elem.values()
-            texts = part.take(values)
-            sig = part.head(values)
             if len(elem):
-                signature = [sig]
-                texts = self.children(level, elem, signature, texts)
-                sig = tuple(signature)
-            shape = shapes.get(sig)
-            if shape is None:
-                shape = shapes[sig] = self.shape(sig)
-            rows = shape.texts
-            order.append((shape, len(rows)))
-            rows.append(texts)
+                _flatten(elem, names, values)
+            if names != previous:
+                signature = tuple(names)
+                layout = layouts.get(signature)
+                if layout is None:
+                    layout = layouts[signature] = self.layout(signature)
+                runs.append((count, len(flat), layout))
+                previous = names
+            flat += values
+            count += 1
+        runs.append((count, len(flat), None))
+        segments: list[Segment] = []
+        for (start, offset, layout), (stop, end, _) in pairwise(runs):
+            assert layout is not None
+            self.split(layout, flat, offset, end, stop - start, segments)
         try:
-            for shape in shapes.values():
-                columns = zip(*shape.texts, strict=True)
-                shape.data = [bulk(column) for bulk, column in zip(shape.bulks, columns, strict=True)]
-                shape.count, shape.texts = len(shape.texts), []
+            for shape in self.shapes.values():
+                shape.data = [bulk(column) for bulk, column in zip(shape.bulks, shape.texts, strict=True)]
+                shape.texts = []
                 for i in shape.key_own:
                     if None in shape.data[i] or "" in shape.data[i]:
                         raise Unsupported  # "Unable to find key values"
         except WriteFailure:
             raise Unsupported from None  # invalid value: reported by the general path
-        return order
+        return segments
 
-    def part(self, level: _Level, names: list[str], *, root: bool = False) -> _Part:
+    def split(self, layout: _Layout, flat: list[str], offset: int, end: int, count: int,
+              segments: list[Segment]) -> None:
+        """The `count` items of one layout whose values are flat[offset:end], into their shapes."""
+        width = layout.width
+        texts = [flat[offset + p:end:width] for p in layout.positions]
+        key_at, operation_at = layout.key_at, layout.operation_at
+        keys = flat[offset + key_at:end:width] if key_at >= 0 else [None] * count
+        operations = flat[offset + operation_at:end:width] if operation_at >= 0 else [None] * count
+        if keys.count(keys[0]) == count and operations.count(operations[0]) == count:
+            shape = self.shape_of(layout, keys[0], operations[0])
+            if shape.count == 0:
+                shape.texts = texts
+            else:
+                for column, more in zip(shape.texts, texts, strict=True):
+                    column += more
+            self.segment(segments, shape, shape.count, shape.count + count)
+            shape.count += count
+            return
+        pending: dict[_Shape, list[int]] = {}  # items of different `_key`/`_operation`
+        for i, head in enumerate(zip(keys, operations, strict=True)):
+            shape = self.shape_of(layout, *head)
+            indexes = pending.setdefault(shape, [])
+            at = shape.count + len(indexes)
+            self.segment(segments, shape, at, at + 1)
+            indexes.append(i)
+        for shape, indexes in pending.items():
+            if shape.count == 0:
+                shape.texts = [[] for _ in texts]
+            for column, more in zip(shape.texts, texts, strict=True):
+                column += _gather(more, indexes)
+            shape.count += len(indexes)
+
+    @staticmethod
+    def segment(segments: list[Segment], shape: _Shape, start: int, stop: int) -> None:
+        if segments and segments[-1][0] is shape and segments[-1][2] == start:
+            start = segments.pop()[1]
+        segments.append((shape, start, stop))
+
+    def shape_of(self, layout: _Layout, key: str | None, operation: str | None) -> _Shape:
+        shape = layout.shapes.get((key, operation))
+        if shape is None:
+            signature = (layout.columns, key, operation)
+            shape = self.shapes.get(signature)
+            if shape is None:
+                shape = self.shapes[signature] = self.shape(layout, key, operation)
+            layout.shapes[(key, operation)] = shape
+        return shape
+
+    def layout(self, names: tuple) -> _Layout:
+        """What the flattened names of an item are: column texts, `_key`, `_operation`, skipped."""
+        found: list[tuple[str, int, BulkConverter]] = []
+        heads = [-1, -1]
+        end, width = self.element(self.level, names, 0, 0, found, heads)
+        assert end == len(names)
+        columns = tuple(c for c, _, _ in found)
+        if len(set(columns)) != len(columns):
+            raise Unsupported  # one column twice (a repeated element): last-wins is the general path's
+        return _Layout(width, columns, tuple(p for _, p, _ in found), tuple(b for _, _, b in found), *heads)
+
+    def element(self, level: Any, names: tuple, i: int, offset: int, found: list[tuple[str, int, BulkConverter]],
+                heads: list[int] | None) -> tuple[int, int]:
+        """Read one element's names from names[i] (its children too, up to its _CLOSE or the end):
+        its columns appended to `found` with their value positions (from `offset`); returns the
+        next name index and value offset."""
+        start = i
+        while i < len(names) and names[i] is not _OPEN and names[i] is not _CLOSE:
+            i += 1
+        own = names[start:i]
+        if level is _LINK:
+            if [n for n in own if not n.startswith("{") and n != "_operation"] or (i < len(names) and names[i] is _OPEN):
+                raise Unsupported  # link elements are reconciled by the general path
+            # <folder/>: nothing to reconcile, as in the general path
+        elif level is not _SKIP:
+            part = level.parts.get(own)
+            if part is None:
+                part = self.part(level, own, root=heads is not None)
+            found += [(c, offset + p, b) for c, p, b in zip(part.columns, part.positions, part.bulks, strict=True)]
+            if heads is not None:
+                heads[:] = [part.key_at, part.operation_at]
+        offset += len(own)
+        while i < len(names) and names[i] is _OPEN:
+            tag = names[i + 1]
+            sub = level.children.get(tag)
+            if sub is None:
+                sub = level.children[tag] = self.child_level(level, tag)
+            i, offset = self.element(sub, names, i + 2, offset, found, None)
+            i += 1  # its _CLOSE
+        return i, offset
+
+    def part(self, level: _Level, names: tuple[str, ...], *, root: bool = False) -> _Part:
         table = field_table(self.registry, self.schema.id, level.definition)
         columns: list[str] = []
         positions: list[int] = []
@@ -253,37 +370,8 @@ class _Batch:
             columns.append(entry.column)
             positions.append(position)
             bulks.append(entry.bulk)
-        part = _Part(tuple(columns), _taker(positions), tuple(bulks))
-        part.head = _header(part, key_at, operation_at)
-        level.parts[tuple(names)] = part
+        part = level.parts[names] = _Part(tuple(columns), tuple(positions), tuple(bulks), key_at, operation_at)
         return part
-
-    def children(self, level: _Level, elem: etree._Element, signature: list[Any], texts: tuple) -> tuple:
-        """Texts of the child elements of `elem` (plain structure elements), their parts appended
-        to the item's signature."""
-        table = level.children
-        for child in elem:
-            tag = child.tag
-            sub = table.get(tag)
-            if sub is None:
-                sub = table[tag] = self.child_level(level, tag)
-            if sub is _SKIP:
-                continue
-            if sub is _LINK:
-                if len(child) == 0 and not [n for n in child.attrib if not n.startswith("{") and n != "_operation"]:
-                    continue  # <folder/>: nothing to reconcile, as in the general path
-                raise Unsupported  # link elements are reconciled by the general path
-            names = child.keys()
-            part = sub.parts.get(tuple(names))
-            if part is None:
-                part = self.part(sub, names)
-            texts += part.take(child.values())
-            signature.append(part)
-            if len(child):
-                signature.append("(")
-                texts = self.children(sub, child, signature, texts)
-                signature.append(")")
-        return texts
 
     @staticmethod
     def child_level(level: _Level, tag: Any) -> Any:
@@ -299,20 +387,14 @@ class _Batch:
             raise Unsupported  # stored in the mData memo, or a text element
         return _Level(found)
 
-    def shape(self, sig: tuple) -> _Shape:
+    def shape(self, layout: _Layout, key: str | None, operation: str | None) -> _Shape:
         schema = self.schema
-        head = sig if isinstance(sig[0], _Part) else sig[0]
-        _part, key, operation = head
-        parts = [p for p in (head[0], *sig[1:]) if isinstance(p, _Part)]
-        columns = tuple(c for p in parts for c in p.columns)
-        bulks = tuple(b for p in parts for b in p.bulks)
-        if len(set(columns)) != len(columns):
-            raise Unsupported  # one column twice (a repeated element): last-wins is the general path's
+        columns = layout.columns
         operation = operation or "insertOrUpdate"
         if operation not in _WRITABLE:
             raise Unsupported  # delete, none, or invalid
         position = {c: i for i, c in enumerate(columns)}
-        shape = _Shape(columns, bulks, operation, None)
+        shape = _Shape(columns, layout.bulks, operation, None)
         if all(c in position for c in self.pks):
             shape.pk_pos = tuple(position[c] for c in self.pks)
         key_parts = [p.strip() for p in key.split(",") if p.strip()] if key else []
@@ -398,7 +480,62 @@ class _Batch:
                 return tuple([row[i] for i in positions])
         return None
 
-    def decide(self, order: list[tuple[_Shape, int]], found: dict[tuple, tuple],
+    def decide_distinct(self, segments: list[Segment], found: dict[tuple, tuple]) -> list[Statement] | None:
+        """decide() and statements() for the usual batch, a segment at a time: when no item
+        gives its primary key and no two items share a key value, each item is its own row (an
+        update of the row its key found, an insert, or nothing for an `update` of a missing
+        row), so the decisions need no per-row state. The same rows, ids and statements as the
+        general decide(); None when the batch is not of this kind."""
+        schema = self.schema
+        keyed, distinct = 0, set()
+        for shape in self.shapes.values():
+            crits = shape.crits
+            if shape.pk_pos is not None:
+                return None
+            if None in crits:
+                if shape.operation == "update" or not schema.autopk:
+                    return None  # "Unable to find key values": decide() raises it
+                crits = [c for c in crits if c is not None]
+            keyed += len(crits)
+            distinct.update(crits)
+        if len(distinct) != keyed or len(set(found.values())) != len(found):
+            return None
+        # (kind, shape id) -> [shape, chunks of item indexes, primary keys]; dicts keep the
+        # order of each kind's first row, as statements() does
+        groups: dict[tuple, list[Any]] = {}
+        inserts: list[tuple[list[Any], int]] = []  # (group, rows) in document order: the ids' order
+        for shape, start, stop in segments:
+            pks = list(map(found.get, shape.crits[start:stop])) if found else [None] * (stop - start)
+            missing = pks.count(None)
+            if missing < len(pks) and shape.changes:
+                indexes: Sequence[int] = range(start, stop)
+                keys = pks
+                if missing:
+                    indexes = [i for i, pk in zip(indexes, pks, strict=True) if pk is not None]
+                    keys = [pk for pk in pks if pk is not None]
+                group = groups.setdefault(("update", id(shape)), [shape, [], []])
+                group[1].append(indexes)
+                group[2] += keys
+            if missing and shape.operation != "update":
+                if missing < len(pks):
+                    indexes = [i for i, pk in zip(range(start, stop), pks, strict=True) if pk is None]
+                else:
+                    indexes = range(start, stop)
+                group = groups.setdefault(("insert", id(shape)), [shape, [], []])
+                group[1].append(indexes)
+                inserts.append((group, len(indexes)))
+        self.check_access(bool(groups))
+        count = sum(rows for _, rows in inserts)
+        self.plan.reserve_ids(schema, count)
+        ids = iter(self.plan.new_pks(schema, count))
+        for group, rows in inserts:
+            group[2] += [(pk,) for pk in islice(ids, rows)]
+        statements = self.statements({key: (shape, chunks[0] if len(chunks) == 1 else list(chain(*chunks)), keys)
+                                      for key, (shape, chunks, keys) in groups.items()})
+        self.check_unique_keys(statements, all_generated=True)
+        return statements
+
+    def decide(self, segments: list[Segment], found: dict[tuple, tuple],
                stored: set[tuple]) -> tuple[list[_Target], int]:
         """Writer.decide for every item in document order; also the number of ids the general
         path reserves for the batch (Writer.reconcile), so both draw the same ids."""
@@ -408,31 +545,34 @@ class _Batch:
         by_pk: dict[tuple, _Target] = {}  # rows of the batch with a known primary key
         reserve = 0
         rewrites_pk = self.criteria != tuple(pks)  # an update would also set the primary key
-        for shape, index in order:
+        for shape, start, stop in segments:
             operation = shape.operation
-            crit = shape.crits[index]
             pk_pos = shape.pk_pos
-            if (operation != "update" and (crit is None or crit not in found)
-                    and (pk_pos is None or shape.data[pk_pos[0]][index] in _EMPTY)):
-                reserve += 1
-            if crit is None:
-                if operation == "update" or (not schema.autopk and operation != "insert"):
-                    raise Unsupported  # "Unable to find key values"
-                targets.append(self.insert(shape, index, by_pk, stored))
-                continue
-            target = by_key.get(crit)
-            if target is not None:
-                self.touch(target, shape, index)
-                continue
-            pk = found.get(crit)
-            if pk is not None:
-                if pk in by_pk or (rewrites_pk and pk_pos is not None and shape.changes):
-                    raise Unsupported  # a stored row the batch also inserts by its id, or an id rewrite
-                target = by_pk[pk] = by_key[crit] = _Target("update" if shape.changes else "exists", pk, shape, index)
-                targets.append(target)
-            elif operation != "update":  # an update of a missing row is a no-op (docs/write.md)
-                target = by_key[crit] = self.insert(shape, index, by_pk, stored)
-                targets.append(target)
+            crits = shape.crits
+            for index in range(start, stop):
+                crit = crits[index]
+                if (operation != "update" and (crit is None or crit not in found)
+                        and (pk_pos is None or shape.data[pk_pos[0]][index] in _EMPTY)):
+                    reserve += 1
+                if crit is None:
+                    if operation == "update" or (not schema.autopk and operation != "insert"):
+                        raise Unsupported  # "Unable to find key values"
+                    targets.append(self.insert(shape, index, by_pk, stored))
+                    continue
+                target = by_key.get(crit)
+                if target is not None:
+                    self.touch(target, shape, index)
+                    continue
+                pk = found.get(crit)
+                if pk is not None:
+                    if pk in by_pk or (rewrites_pk and pk_pos is not None and shape.changes):
+                        raise Unsupported  # a stored row the batch also inserts by its id, or an id rewrite
+                    target = by_pk[pk] = by_key[crit] = _Target("update" if shape.changes else "exists", pk, shape,
+                                                                 index)
+                    targets.append(target)
+                elif operation != "update":  # an update of a missing row is a no-op (docs/write.md)
+                    target = by_key[crit] = self.insert(shape, index, by_pk, stored)
+                    targets.append(target)
         return targets, reserve
 
     def insert(self, shape: _Shape, index: int, by_pk: dict[tuple, _Target], stored: set[tuple]) -> _Target:
@@ -484,11 +624,12 @@ class _Batch:
 
     # --- checks and statements --------------------------------------------------------------
 
-    def check_access(self, targets: list[_Target]) -> None:
-        """writeAccess and folder rights: when they could refuse, the general path decides."""
+    def check_access(self, writes: bool) -> None:
+        """writeAccess and folder rights, when the batch `writes` something: when they could
+        refuse, the general path decides."""
         from ..security.folders import folder_column, folder_rights
 
-        if not any(t.state != "exists" for t in targets):
+        if not writes:
             return
         if write_denied(self.schema, self.plan.ctx):
             raise Unsupported
@@ -497,10 +638,9 @@ class _Batch:
                 rights.denied(self.plan.ctx, "write") or rights.denied(self.plan.ctx, "delete")):
             raise Unsupported
 
-    def statements(self, targets: list[_Target]) -> list[Statement]:
-        """Updates, then inserts (write_exec.build_statements' order), each kind in the order of
-        its first row. Rows touched once go by shape, column-major; merged rows by column set,
-        as the general path groups them."""
+    def group(self, targets: list[_Target]) -> dict[tuple, tuple[_Shape, Sequence[int], list[tuple]] | Statement]:
+        """The targets by statement: rows touched once by shape (column-major), merged rows by
+        column set, as the general path groups them."""
         plan, schema = self.plan, self.schema
         # (kind, shape id) -> the shape, item indexes, primary keys; (kind, columns) -> a statement
         groups: dict[tuple, tuple[_Shape, list[int], list[tuple]] | Statement] = {}
@@ -525,6 +665,13 @@ class _Batch:
             assert isinstance(statement, Statement)
             values = [merged[c] for c in cols]
             statement.params.append((*values, *pk) if state == "update" else tuple(values))
+        return groups  # type: ignore[return-value]
+
+    def statements(self, groups: dict[tuple, tuple[_Shape, Sequence[int], list[tuple]] | Statement]
+                   ) -> list[Statement]:
+        """Updates, then inserts (write_exec.build_statements' order), each kind in the order of
+        its first row."""
+        plan, schema = self.plan, self.schema
         statements = []
         for kind in ("update", "insert"):
             for key, group in groups.items():
@@ -538,7 +685,7 @@ class _Batch:
                 statements.append(group)
         return statements
 
-    def update_data(self, shape: _Shape, indexes: list[int], keys: list[tuple]) -> tuple[list[str], list]:
+    def update_data(self, shape: _Shape, indexes: Sequence[int], keys: list[tuple]) -> tuple[list[str], list]:
         """Update columns (the item's columns but the criteria, then the audit ones) and their
         values, then the primary key, one sequence per position."""
         count = len(indexes)
@@ -549,7 +696,7 @@ class _Batch:
         data += [list(column) for column in zip(*keys, strict=True)]
         return columns, data
 
-    def insert_data(self, shape: _Shape, indexes: list[int], keys: list[tuple]) -> tuple[list[str], list]:
+    def insert_data(self, shape: _Shape, indexes: Sequence[int], keys: list[tuple]) -> tuple[list[str], list]:
         """Insert columns and values: the items', the new ids, the defaults (constant ones
         repeated, per-row ones evaluated per row, empty link FKs replaced), as Defaults.apply."""
         plan = self.plan

@@ -199,6 +199,9 @@ def run_statement(conn: sa.Connection, statement: Statement) -> None:
         cols = statement.columns
         if duck and count > 1:
             _duck_update(conn, table, pks, cols, statement.column_data())
+        elif (positional and conn.dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 33)
+              and not set(cols) & set(pks)):  # a key rewrite keeps executemany's row-by-row order
+            _sqlite_update(conn, table, pks, cols, statement)
         elif positional:
             quote = conn.dialect.identifier_preparer.quote
             sets = ", ".join(f"{quote(table.c[c].name)} = ?" for c in cols)
@@ -231,17 +234,60 @@ def _driver_many(conn: sa.Connection, sql: str, table: sa.Table, columns: list[s
 
 def _driver_rows(conn: sa.Connection, table: sa.Table, columns: list[str], statement: Statement) -> list[tuple]:
     """The statement's rows with the columns' bind processors applied (dates become text)."""
-    dialect = conn.dialect
-    processors = [(i, p) for i, c in enumerate(columns)
-                  if (p := table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
-    if not processors:
+    if not _processors(conn, table, columns):
         return statement.row_params()
-    # Column by column: the values of processed columns (dates) repeat, so each distinct value
-    # is converted once; the rows are then zipped in C.
+    return list(zip(*_driver_columns(conn, table, columns, statement), strict=True))
+
+
+def _processors(conn: sa.Connection, table: sa.Table, columns: list[str]) -> list[tuple[int, Any]]:
+    dialect = conn.dialect
+    return [(i, p) for i, c in enumerate(columns)
+            if (p := table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+
+
+def _driver_columns(conn: sa.Connection, table: sa.Table, columns: list[str],
+                    statement: Statement) -> list[Sequence[Any]]:
+    """The statement's data, one sequence per position, with the bind processors applied column
+    by column: the values of processed columns (dates) repeat, so each distinct value is
+    converted once."""
     data = list(statement.column_data())
-    for i, process in processors:
+    for i, process in _processors(conn, table, columns):
         data[i] = _processed(data[i], process)
-    return list(zip(*data, strict=True))
+    return data
+
+
+def _sqlite_update(conn: sa.Connection, table: sa.Table, pks: list[str], columns: list[str],
+                   statement: Statement) -> None:
+    """Updates on SQLite as `UPDATE ... FROM (VALUES (...), (...)) WHERE pk = v.pk` statements,
+    as inserts are (_sqlite_insert): the same rows, found through the same primary key index,
+    without the driver's per-row step. A column holding one value for every row (audit
+    columns) is bound once per statement. The rows of one statement have distinct keys (one
+    row of the plan each), so each row is updated once."""
+    data = _driver_columns(conn, table, [*columns, *pks], statement)
+    quote = conn.dialect.identifier_preparer.quote
+    name = quote(table.name)
+    sets, constants, arrays = [], [], []
+    for position, column in enumerate(data):
+        if position < len(columns) and isinstance(column, Repeat):
+            sets.append(f"{quote(table.c[columns[position]].name)} = ?")
+            constants.append(column.value)
+            continue
+        arrays.append(column)
+        if position < len(columns):
+            sets.append(f"{quote(table.c[columns[position]].name)} = v.column{len(arrays)}")
+    width = len(arrays)
+    where = " AND ".join(f"{name}.{quote(table.c[c].name)} = v.column{width - len(pks) + i + 1}"
+                         for i, c in enumerate(pks))
+    rows = list(zip(*arrays, strict=True))
+    dbapi = conn.connection.dbapi_connection
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(dbapi, "getlimit") else 999
+    per = max(1, min(SQLITE_VALUES_ROWS, (limit - len(constants)) // width))
+    one = f"({', '.join('?' * width)})"
+    head = f"UPDATE {name} SET {', '.join(sets)} FROM (VALUES "
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        conn.exec_driver_sql(f"{head}{', '.join([one] * len(chunk))}) AS v WHERE {where}",
+                             (*constants, *chain.from_iterable(chunk)))
 
 
 def _sqlite_insert(conn: sa.Connection, table: sa.Table, columns: list[str], statement: Statement) -> None:

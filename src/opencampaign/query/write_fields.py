@@ -461,6 +461,8 @@ def bulk_converter(registry: SchemaRegistry, schema_id: str, attr: Attribute) ->
         if length and texts and max(map(len, texts)) > length:
             for text in texts:
                 convert(text)  # raises the converter's failure for the first text too long
+        if "" not in texts:  # the usual column: nothing to clear, the texts are the values
+            return texts if isinstance(texts, list) else list(texts)
         return [text or None for text in texts]
     return strings
 
