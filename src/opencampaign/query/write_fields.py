@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .write_plan import Plan
 
-import sqlalchemy as sa
 from lxml import etree
 
 from ..schema.model import Attribute, Element, Schema
@@ -211,9 +211,7 @@ class Defaults:
             folder = self.plan.registry.find("xtk:folder")
             found = None
             if folder is not None and folder.has_table:
-                table = self.plan.table(folder)
-                found = self.plan.reader(folder).execute(
-                    sa.select(table.c.iFolderId).where(table.c.sName == name).limit(1)).scalar()
+                found = self.plan.first_value(folder, "iFolderId", "sName", name)
             self._folders[name] = found if found is not None else UNSET
         return self._folders[name]
 
@@ -221,8 +219,14 @@ class Defaults:
         """(field, default expression or enumeration default, defOnDuplicate) per column, and the
         FK fields of links with a default; read from the schema once per plan."""
         cached = self._rules.get(schema.id)
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = _RULES.get(schema)
+            if cached is None:
+                cached = _RULES[schema] = self._schema_rules(schema)
+            self._rules[schema.id] = cached
+        return cached
+
+    def _schema_rules(self, schema: Schema) -> list[tuple[Attribute, str | None, bool, bool]]:
         rules: list[tuple[Attribute, str | None, bool, bool]] = []
         for attr in schema.sql_attributes():
             node = compiled_node(schema, attr.xpath)
@@ -239,7 +243,6 @@ class Defaults:
             fk = schema.attribute(link.joins[0].src) if len(link.joins) == 1 else None
             if node is not None and node.get("default") and fk is not None and fk.sqlname:
                 rules.append((fk, node.get("default"), False, True))
-        self._rules[schema.id] = rules
         return rules
 
     def db_value(self, expr: str, attr: Attribute) -> Any:
@@ -312,6 +315,10 @@ class Defaults:
                     values[attr.sqlname] = self.plan.now.date() if attr.type == "date" else self.plan.now
 
 
+# Per schema: its default and defOnDuplicate rules, read from the compiled XML once (schemas do
+# not change while loaded).
+_RULES: weakref.WeakKeyDictionary[Schema, list[tuple[Attribute, str | None, bool, bool]]] = \
+    weakref.WeakKeyDictionary()
 _FRESH = object()  # a default evaluated again for every row (NewUUID())
 
 

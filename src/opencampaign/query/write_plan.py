@@ -17,6 +17,7 @@ from lxml import etree
 from ..context import CallContext
 from ..schema.model import XML_DATA_COLUMN, Element, Schema
 from ..schema.registry import SchemaRegistry
+from ..storage.engines import read_connection
 from ..storage.placement import LOCAL
 from ..storage.storage import Storage
 from . import xmldata
@@ -121,7 +122,9 @@ class Plan:
     def reader(self, schema: Schema) -> sa.Connection:
         role = self.role(schema)
         if role not in self._readers:
-            self._readers[role] = self._stack.enter_context(self.storage.engine(role).connect())
+            # Lookups before the write transaction: single statements, so no read transaction
+            # (BEGIN/ROLLBACK cost more than a SQLite key lookup).
+            self._readers[role] = self._stack.enter_context(read_connection(self.storage.engine(role)))
         return self._readers[role]
 
     def new_pk(self, schema: Schema) -> Any:
@@ -214,6 +217,25 @@ class Plan:
             if zero is not None:
                 query = query.where(zero)
             yield from self.reader(schema).execute(query).all()  # fetched at once: far cheaper than row by row
+
+    def first_value(self, schema: Schema, column: str, where: str, value: Any) -> Any:
+        """`SELECT column FROM table WHERE where = value LIMIT 1` on the reader of `schema` (None
+        when no row): on SQLite and DuckDB run by the driver's cursor, several times cheaper than
+        SQLAlchemy for one key lookup."""
+        table = self.table(schema)
+        conn = self.reader(schema)
+        if conn.dialect.name not in ("sqlite", "duckdb"):
+            return conn.execute(sa.select(table.c[column]).where(table.c[where] == value).limit(1)).scalar()
+        quote = conn.dialect.identifier_preparer.quote
+        sql = (f"SELECT {quote(table.c[column].name)} FROM {quote(table.name)} "
+               f"WHERE {quote(table.c[where].name)} = ? LIMIT 1")
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with _driver_errors(conn, sql):
+                row = cursor.execute(sql, (value,)).fetchone()
+        finally:
+            cursor.close()
+        return row[0] if row else None
 
     @staticmethod
     def _driver_fetch(schema: Schema, conn: sa.Connection, table: sa.Table, wanted: list[str], match: str,
