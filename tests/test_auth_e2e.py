@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -129,8 +130,9 @@ def test_burst_above_the_limit_gets_429_with_retry_after(server: LiveServer):
 def test_limit_holds_across_two_workers_sharing_redis(tmp_path: Path, pg_databases):
     env = {"OPENCAMPAIGN_LOCAL_DB": pg_databases.new(), "OPENCAMPAIGN_SINGLE_DATABASE": "1",
            "OPENCAMPAIGN_ADMIN_PASSWORD": PASSWORD, "OPENCAMPAIGN_TPS_DEFAULT": "50",
-           "OPENCAMPAIGN_LIMITS__STORAGE": "redis://127.0.0.1:6379", "OPENCAMPAIGN_SERVER__LOG_LEVEL": "warning"}
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "FLUSHALL"], capture_output=True, timeout=10)
+           "OPENCAMPAIGN_LIMITS__STORAGE": "redis://127.0.0.1:6379", "OPENCAMPAIGN_SERVER__LOG_LEVEL": "warning",
+           # Its own counters in the shared Redis: other instances (another test run) count apart.
+           "OPENCAMPAIGN_LIMITS__NAMESPACE": f"oc-test-{uuid.uuid4().hex}"}
     with LiveServer(tmp_path / "instance", "--workers", "2", env=env) as live:
         asyncio.run(_flood(live.url, seconds=3))  # warm-up: both workers' pools and caches
         admitted, refused = asyncio.run(_flood(live.url, seconds=10))
@@ -164,3 +166,16 @@ async def _flood(url: str, seconds: float) -> tuple[Counter[int], int]:
     async with httpx.AsyncClient(limits=limits, timeout=10) as client:
         await asyncio.gather(*(one(client) for _ in range(16)))
     return admitted, refused
+
+
+def test_instances_sharing_one_redis_count_apart_by_namespace():
+    from opencampaign.security.ratelimit import RateLimits
+
+    run = uuid.uuid4().hex
+    first, twin = (RateLimits(default_tps=3, storage_uri="redis://127.0.0.1:6379", namespace=f"oc-a-{run}")
+                   for _ in range(2))
+    other = RateLimits(default_tps=3, storage_uri="redis://127.0.0.1:6379", namespace=f"oc-b-{run}")
+    api = "xtk:session#GetServerTime"
+    assert [first.hit("alice", api).allowed for _ in range(3)] == [True] * 3
+    assert not twin.hit("alice", api).allowed  # same namespace: the same counters (workers of one instance)
+    assert other.hit("alice", api).allowed  # another instance on the same Redis counts its own calls

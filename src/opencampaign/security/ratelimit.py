@@ -54,7 +54,8 @@ class RateLimits:
         limits = settings.values.get("limits", {})
         per_api = {k: v for k, v in (limits.get("api") or {}).items()}
         return cls(default_tps=int(limits.get("tps_default") or 0), global_tps=int(limits.get("tps_global") or 0),
-                   per_api=per_api, storage_uri=str(limits.get("storage") or "memory://"))
+                   per_api=per_api, storage_uri=str(limits.get("storage") or "memory://"),
+                   namespace=str(limits.get("namespace") or "opencampaign"))
 
     @property
     def enabled(self) -> bool:
