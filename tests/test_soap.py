@@ -511,6 +511,43 @@ def test_inline_policy_runs_only_short_calls_on_the_event_loop(tmp_path: Path):
         instance.close()
 
 
+def test_reads_from_a_postgresql_on_this_machine_run_inline_unless_configured_off(tmp_path: Path, pg_databases):
+    from opencampaign.instance import Instance
+    from opencampaign.soap.dispatch import parse_action
+    from opencampaign.soap.envelope import parse_request
+    from opencampaign.soap.router import SoapRouter
+
+    url = pg_databases.new()
+    assert "127.0.0.1" in url
+    base = {"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD, "OPENCAMPAIGN_SINGLE_DATABASE": "1",
+            "OPENCAMPAIGN_LOCAL_DB": url}
+    request = parse_request(envelope("xtk:queryDef", "ExecuteQuery", GET_ADMIN).encode())
+    target_action = parse_action("xtk:queryDef#ExecuteQuery")
+    expected = {"auto": True, "sqlite": False, "off": False}
+    for mode, inline in expected.items():
+        instance = Instance.open(tmp_path / mode, environ={**base, "OPENCAMPAIGN_SERVER__INLINE_READS": mode})
+        try:
+            instance.init(environ={**base})
+            router = SoapRouter(instance)
+            key = router.inline.key(router.dispatcher.target(target_action), request)
+            assert (key is not None) is inline, mode
+        finally:
+            instance.close()
+    remote = {**base, "OPENCAMPAIGN_LOCAL_DB": url.replace("127.0.0.1", "db.example.com")}
+    instance = Instance.open(tmp_path / "remote", environ=remote)
+    try:
+        router = SoapRouter(instance)  # a PostgreSQL on another host: a network round trip, from a thread
+        assert router.inline.key(router.dispatcher.target(target_action), request) is None
+    finally:
+        instance.close()
+    instance = Instance.open(tmp_path / "bad", environ={**base, "OPENCAMPAIGN_SERVER__INLINE_READS": "always"})
+    try:
+        with pytest.raises(ValueError, match="inline_reads"):
+            SoapRouter(instance)
+    finally:
+        instance.close()
+
+
 def test_a_body_that_never_arrives_gets_408(tmp_path: Path):
     import asyncio
 

@@ -39,6 +39,9 @@ _WANTED = frozenset({b"content-type", b"content-length", b"soapaction", b"author
 # Calls that may run on the event loop. Methods touching no database:
 INLINE_METHODS = frozenset({"xtk:session#GetServerTime"})
 INLINE_READS = frozenset({"get", "getIfExists"})  # queryDef operations bounded to one row
+# [server] inline_reads: "auto" (SQLite, and PostgreSQL on this machine), "sqlite", "off" (all in threads)
+INLINE_READ_MODES = ("auto", "sqlite", "off")
+LOOPBACK_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
 # An inline call using more CPU than SLOW_CPU (or waiting longer than SLOW_WALL: a lock, the disk)
 # sends its kind of call to the threads for SLOW_PENALTY seconds. CPU time, not wall time: on a
 # busy machine the scheduler stretches every call; and a query's first run (compilation) takes a few ms.
@@ -144,8 +147,11 @@ class InlinePolicy:
 
     def __init__(self, instance: Any, *, enabled: bool):
         self.storage = instance.storage
-        self.enabled = enabled
-        self._sqlite: dict[str, bool] = {}
+        self.reads = str(instance.settings.get("server", "inline_reads", "auto")).lower()
+        if self.reads not in INLINE_READ_MODES:
+            raise ValueError(f"[server] inline_reads: '{self.reads}' is not one of {', '.join(INLINE_READ_MODES)}")
+        self.enabled = enabled and self.reads != "off"
+        self._local: dict[str, bool] = {}
         self._slow_until: dict[str, float] = {}
 
     def key(self, target: Target, request: SoapRequest) -> str | None:
@@ -161,7 +167,7 @@ class InlinePolicy:
         if query is None or query.get("operation") not in INLINE_READS:
             return None
         schema_id = query.get("schema") or ""
-        if not self._sqlite_read(schema_id):
+        if not self._local_read(schema_id):
             return None
         key = f"{api}:{schema_id}"
         until = self._slow_until.get(key)
@@ -177,20 +183,31 @@ class InlinePolicy:
                      key, wall * 1000, cpu * 1000, SLOW_PENALTY)
             self._slow_until[key] = time.monotonic() + SLOW_PENALTY
 
-    def _sqlite_read(self, schema_id: str) -> bool:
-        """The schema and the local database (sessions, folder rights) are SQLite files: the read waits
-        on no network and, in WAL mode, on no writer. (Waiting for a pooled connection is bounded by
-        the calls of the threads holding them, which never need the loop to finish.)"""
-        on_sqlite = self._sqlite.get(schema_id)
-        if on_sqlite is None:
+    def _local_read(self, schema_id: str) -> bool:
+        """The schema and the local database (sessions, folder rights) are SQLite files (the read waits
+        on no network and, in WAL mode, on no writer) or, with `[server] inline_reads = "auto"`, a
+        PostgreSQL server on this machine (a loopback round trip costs less than the hand-off to a
+        thread). Waiting for a pooled connection is bounded by the calls of the threads holding them,
+        which never need the loop to finish."""
+        local = self._local.get(schema_id)
+        if local is None:
             try:
                 engines = [self.storage.engine_for(schema_id), self.storage.engine("local")]
             except Exception:  # noqa: BLE001 - unknown or table-less schema: the query answers, from a thread
                 engines = []
-            on_sqlite = bool(engines) and all(e.dialect.name == "sqlite" for e in engines)
-            if len(self._sqlite) < 4096:
-                self._sqlite[schema_id] = on_sqlite
-        return on_sqlite
+            local = bool(engines) and all(self._engine_is_local(e) for e in engines)
+            if len(self._local) < 4096:
+                self._local[schema_id] = local
+        return local
+
+    def _engine_is_local(self, engine: Any) -> bool:
+        name = engine.dialect.name
+        if name == "sqlite":
+            return True
+        if name != "postgresql" or self.reads != "auto":
+            return False
+        host = engine.url.host or ""
+        return host in LOOPBACK_HOSTS or host.startswith("/")  # no host, or a directory: a Unix socket
 
 
 class SoapRouter:
