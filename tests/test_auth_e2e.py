@@ -136,13 +136,15 @@ def test_limit_holds_across_two_workers_sharing_redis(tmp_path: Path, pg_databas
     with LiveServer(tmp_path / "instance", "--workers", "2", env=env) as live:
         asyncio.run(_flood(live.url, seconds=3))  # warm-up: both workers' pools and caches
         admitted, refused = asyncio.run(_flood(live.url, seconds=10))
-    # Ignore the first and last partial seconds. The limit is never passed in any second, and over the
-    # run the two workers together admit 50 +- 5% per second (a busy machine may leave a slot unused).
+    # Ignore the first and last partial seconds. The limit is never passed in any second (both workers
+    # count in one place), and over the run the two together admit close to 50 per second: not half of
+    # it. The lower bound leaves room for pauses of the load generator itself (this test process
+    # shares the machine and collects garbage): a pause leaves slots unused, never adds any.
     full_seconds = sorted(admitted)[1:-1]
     assert len(full_seconds) >= 8
     assert all(admitted[s] <= 53 for s in full_seconds), admitted
     mean = sum(admitted[s] for s in full_seconds) / len(full_seconds)
-    assert 47.5 <= mean <= 52.5, admitted
+    assert 42.5 <= mean <= 52.5, admitted
     assert refused > sum(admitted.values()), "the load must exceed the limit for the test to mean anything"
 
 
