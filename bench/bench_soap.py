@@ -1,7 +1,9 @@
 """SOAP router benchmark (issue #4): ExecuteQuery get-by-key, Write of one recipient and
 GetServerTime (router only, no database), beside a bare Starlette endpoint returning a canned
 envelope served by the same number of uvicorn workers (same HTTP protocol class), all loaded the same way in the same run:
-32 keep-alive connections on loopback, 15 s per scenario in interleaved rounds.
+32 keep-alive connections on loopback, 15 s per scenario in interleaved rounds. Get-by-key asks
+for 200 recipients in turn (each request another id, as a client reading records would); the bare
+endpoint gets the same requests.
 
 Deployments, all running at once so that interleaved rounds see the same neighbours:
 - embedded default (SQLite local + DuckDB cloud), one process: a DuckDB file opens in one process
@@ -46,6 +48,7 @@ PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 GET = "xtk:queryDef#ExecuteQuery get-by-key"
 WRITE = "xtk:session#Write (one recipient)"
 TIME = "xtk:session#GetServerTime (router only)"
+RECIPIENTS = 200  # get-by-key cycles through this many recipients
 
 
 def free_port() -> int:
@@ -113,11 +116,17 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, action: str, body: str, headers: dict[str, str], duration: int, connections: int,
+def run_wrk(url: str, action: str, body: str | list[str], headers: dict[str, str], duration: int, connections: int,
             workdir: Path) -> dict[str, float]:
     script = workdir / f"wrk-{uuid.uuid4().hex[:8]}.lua"
-    lines = ['wrk.method = "POST"', f"wrk.body = [==[{body}]==]"]
+    lines = ['wrk.method = "POST"']
     lines += [f'wrk.headers["{k}"] = [==[{v}]==]' for k, v in {**headers, "SOAPAction": action}.items()]
+    if isinstance(body, str):
+        lines.append(f"wrk.body = [==[{body}]==]")
+    else:  # each connection's requests cycle through the bodies (other ids: no reply can be cached)
+        lines.append("local bodies = {" + ",".join(f"[==[{b}]==]" for b in body) + "}")
+        lines.append("local n = math.random(#bodies)")
+        lines.append("request = function() n = n % #bodies + 1; return wrk.format(nil, nil, nil, bodies[n]) end")
     script.write_text("\n".join(lines) + "\n")
     # --timeout 30s: a slow reply counts in the latency figures instead of vanishing as an error.
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency",
@@ -132,32 +141,36 @@ def run_wrk(url: str, action: str, body: str, headers: dict[str, str], duration:
     return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
 
 
-async def _httpx_load(url: str, action: str, body: str, headers: dict[str, str], duration: int,
+async def _httpx_load(url: str, action: str, body: str | list[str], headers: dict[str, str], duration: int,
                       connections: int) -> dict[str, float]:
+    bodies = [body] if isinstance(body, str) else body
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         deadline = time.perf_counter() + duration
 
-        async def worker() -> None:
+        async def worker(offset: int) -> None:
             nonlocal errors
+            sent = offset
             while time.perf_counter() < deadline:
                 start = time.perf_counter()
-                response = await client.post(ROUTER, content=body, headers={**headers, "SOAPAction": action})
+                sent += 1
+                response = await client.post(ROUTER, content=bodies[sent % len(bodies)],
+                                             headers={**headers, "SOAPAction": action})
                 latencies.append((time.perf_counter() - start) * 1000)
                 if response.status_code != 200 or b"SOAP-ENV:Fault" in response.content:
                     errors += 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await asyncio.gather(*(worker(n * 7) for n in range(connections)))
         elapsed = time.perf_counter() - started
     latencies.sort()
     return {"rps": len(latencies) / elapsed, "p50": latencies[len(latencies) // 2],
             "p99": latencies[int(len(latencies) * 0.99)], "errors": float(errors)}
 
 
-def load(url: str, action: str, body: str, headers: dict[str, str], duration: int, connections: int,
+def load(url: str, action: str, body: str | list[str], headers: dict[str, str], duration: int, connections: int,
          workdir: Path) -> dict[str, float]:
     if shutil.which("wrk"):
         return run_wrk(url, action, body, headers, duration, connections, workdir)
@@ -178,12 +191,12 @@ class Deployment:
     env: dict[str, str]
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict)
-    bodies: dict[str, tuple[str, str]] = field(default_factory=dict)  # scenario -> (action, body)
+    bodies: dict[str, tuple[str, str | list[str]]] = field(default_factory=dict)  # scenario -> (action, body/ies)
     server: Process | None = None
 
 
 def prepare(deployment: Deployment, base_env: dict[str, str], work: Path) -> bytes:
-    """Start the server, log on, write one recipient; returns the get-by-key reply (the canned body)."""
+    """Start the server, log on, write the recipients; returns a get-by-key reply (the canned body)."""
     port = free_port()
     deployment.url = f"http://127.0.0.1:{port}"
     data = work / f"instance-{port}"
@@ -205,21 +218,35 @@ def prepare(deployment: Deployment, base_env: dict[str, str], work: Path) -> byt
                'firstName="Bench" lastName="Mark"/>'))
     wrote = http.post(ROUTER, content=write_body, headers={**headers, "SOAPAction": "xtk:persist|xtk:session#Write"})
     assert "<WriteResponse" in wrote.text, wrote.text  # the loads below only count HTTP errors
+    # Recipients to read: each get-by-key request asks for one of them in turn.
+    collection = "".join(f'<recipient email="reader{n}@example.com" firstName="Reader" lastName="N{n}"/>'
+                         for n in range(RECIPIENTS))
+    wrote = http.post(ROUTER, headers={**headers, "SOAPAction": "xtk:persist|xtk:session#WriteCollection"},
+                      content=envelope("xtk:persist|xtk:session", "WriteCollection", token, literal(
+                          "doc", f'<recipient-collection xtkschema="nms:recipient">{collection}'
+                                 '</recipient-collection>')))
+    assert "<WriteCollectionResponse" in wrote.text, wrote.text
     find = envelope("xtk:queryDef", "ExecuteQuery", token, literal(
-        "document", '<queryDef schema="nms:recipient" operation="get"><select><node expr="@id"/></select>'
-                    '</queryDef>'))
+        "document", '<queryDef schema="nms:recipient" operation="select"><select><node expr="@id"/></select>'
+                    "<where><condition expr=\"@email like 'reader%'\"/></where></queryDef>"))
     found = http.post(ROUTER, content=find, headers={**headers, "SOAPAction": "xtk:queryDef#ExecuteQuery"})
-    rid = re.search(r'id="(\d+)"', found.text).group(1)  # type: ignore[union-attr]
-    get_body = envelope("xtk:queryDef", "ExecuteQuery", token, literal(
-        "document", '<queryDef schema="nms:recipient" operation="get"><select><node expr="@id"/>'
-                    '<node expr="@email"/><node expr="@firstName"/><node expr="@lastName"/></select>'
-                    f'<where><condition expr="@id = {rid}"/></where></queryDef>'))
-    reply = http.post(ROUTER, content=get_body, headers={**headers, "SOAPAction": "xtk:queryDef#ExecuteQuery"})
-    assert "<ExecuteQueryResponse" in reply.text and "bench@example.com" in reply.text, reply.text
+    ids = re.findall(r'id="(\d+)"', found.text)
+    assert len(ids) == RECIPIENTS, found.text[:500]
+
+    def get_body(rid: str) -> str:
+        return envelope("xtk:queryDef", "ExecuteQuery", token, literal(
+            "document", '<queryDef schema="nms:recipient" operation="get"><select><node expr="@id"/>'
+                        '<node expr="@email"/><node expr="@firstName"/><node expr="@lastName"/></select>'
+                        f'<where><condition expr="@id = {rid}"/></where></queryDef>'))
+
+    get_bodies = [get_body(rid) for rid in ids]
+    for rid, body in zip(ids[:3], get_bodies, strict=False):  # the replies hold the row asked for
+        reply = http.post(ROUTER, content=body, headers={**headers, "SOAPAction": "xtk:queryDef#ExecuteQuery"})
+        assert f'id="{rid}"' in reply.text and "reader" in reply.text, reply.text
     deployment.headers = headers
     deployment.bodies = {
         TIME: ("xtk:session#GetServerTime", envelope("xtk:session", "GetServerTime", token, "")),
-        GET: ("xtk:queryDef#ExecuteQuery", get_body),
+        GET: ("xtk:queryDef#ExecuteQuery", get_bodies),
         WRITE: ("xtk:persist|xtk:session#Write", write_body),
     }
     return reply.content

@@ -18,7 +18,7 @@ from lxml import etree
 
 from opencampaign.context import CallContext
 from opencampaign.instance import Instance
-from opencampaign.query import querydef
+from opencampaign.query import lifting, querydef
 from opencampaign.query.errors import DataApiError
 from opencampaign.query.querydef import PLANS, execute_query
 from opencampaign.storage.engines import read_connections
@@ -136,7 +136,7 @@ def test_constants_are_rebound_on_one_plan_and_never_in_the_sql(inst: Instance) 
 
 
 def test_only_integer_literals_of_expr_attributes_are_lifted() -> None:
-    lifted = querydef._lift_constants(  # noqa: SLF001
+    lifted = lifting.lift_constants(
         '<queryDef schema="nms:recipient" operation="select" lineCount="10"><select>'
         '<node expr="@field1 + 2" alias="@x3"/><node expr="\'a4\' + Substring(@email, 5, 6)"/></select>'
         '<where><condition expr="@created &gt;= #2024-01-03# AND @id &lt;&gt; 7 AND @points = 8.5"/>'
@@ -149,14 +149,14 @@ def test_only_integer_literals_of_expr_attributes_are_lifted() -> None:
     assert "#2024-01-03#" in canonical and "@id &lt;&gt; $(__oc_lift_3)" in canonical and "8.5" in canonical
     assert 'x expr="9"' in canonical  # inside a string of another expression: not an attribute
     # the same skeleton with other digits: same shape, the non-lifted runs stay in the key
-    other = querydef._lift_constants(  # noqa: SLF001
+    other = lifting.lift_constants(
         '<queryDef schema="nms:recipient" operation="select" lineCount="20"><select>'
         '<node expr="@field1 + 3" alias="@x3"/><node expr="\'a4\' + Substring(@email, 5, 6)"/></select>'
         '<where><condition expr="@created &gt;= #2024-01-03# AND @id &lt;&gt; 7 AND @points = 8.5"/>'
         '<condition expr=\'@email = &apos;x expr="9"&apos;\'/></where></queryDef>')
     assert other is not None and other.values == [3, 5, 6, 7] and other.key != lifted.key
     for refused in ('<queryDef expr="$(__oc_lift_0)"/>', '<queryDef schema="&#110;ms:recipient"/>'):
-        assert querydef._lift_constants(refused) is None  # noqa: SLF001
+        assert lifting.lift_constants(refused) is None
 
 
 def test_numbers_in_strings_of_other_attributes_keep_their_value(inst: Instance) -> None:

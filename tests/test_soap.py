@@ -272,13 +272,18 @@ def test_access_rights(client: SoapClient):
     assert admin_only.code == "SOP-330006"  # admin passes the rights check; the method is not implemented
 
 
-def test_named_rights_of_a_plain_operator(tmp_path: Path):
-    data = tmp_path / "instance"
+def init_with_bob(data: Path) -> None:
+    """An initialised instance with operator `bob` (password `bob-pw`, right `export` only)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCAMPAIGN_")}
     env.update({"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD, "OPENCAMPAIGN_OPERATOR_PASSWORD": "bob-pw"})
     for args in (["init"], ["operator", "create", "bob", "--right", "export"]):
         subprocess.run([sys.executable, "-m", "opencampaign.cli", *args, "--data-dir", str(data)], env=env,
                        check=True, capture_output=True, timeout=120)
+
+
+def test_named_rights_of_a_plain_operator(tmp_path: Path):
+    data = tmp_path / "instance"
+    init_with_bob(data)
     with LiveServer(data, env={"OPENCAMPAIGN_ADMIN_PASSWORD": ADMIN_PASSWORD}) as live:
         bob = SoapClient(live.url)
         assert bob.logon("bob", "bob-pw").fault is None

@@ -37,9 +37,11 @@ class MethodCall:
     ctx: CallContext
     schema: Schema  # the object schema (`nms:delivery` in `xtk:persist|nms:delivery#NewInstance`)
     method: Method
-    this: etree._Element | None  # the object, for non-static methods
+    this: Any  # the object, for non-static methods: an element (ExecuteQuery: or a LiftedQuery)
     params: dict[str, Any] = field(default_factory=dict)  # inputs by declared name, already typed
     headers: dict[str, str] = field(default_factory=dict)  # transport extras (client IP, user agent)
+    # The transport serialises XML outputs anyway: a method may return one as XML text (str).
+    xml_as_text: bool = False
 
 
 @dataclass

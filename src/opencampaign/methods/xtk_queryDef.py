@@ -15,7 +15,7 @@ from ..query.querydef import build_query, execute_query
 from .registry import REGISTRY, MethodCall, MethodError, MethodResult
 
 
-def _query(call: MethodCall) -> etree._Element:
+def _query(call: MethodCall) -> Any:
     if call.this is None:
         raise MethodError("SOP-330012", "The queryDef document is missing.", client=True)
     return call.this
@@ -30,8 +30,14 @@ def _limits(instance: Any) -> dict[str, int]:
 @REGISTRY.implements("xtk:queryDef#ExecuteQuery")
 def execute_query_method(call: MethodCall) -> MethodResult:
     instance = call.instance
-    output = execute_query(instance.storage, instance.registry, _query(call), call.ctx, **_limits(instance))
+    output = execute_query(instance.storage, instance.registry, _query(call), call.ctx, **_limits(instance),
+                           as_text=call.xml_as_text)
     return MethodResult([output])
+
+
+# `this` may be a LiftedQuery: the SOAP router's prepared requests give the queryDef with its
+# constants already lifted out (soap/prepared.py); execute_query takes either form.
+execute_query_method.accepts_lifted_documents = True  # type: ignore[attr-defined]
 
 
 @REGISTRY.implements("xtk:queryDef#BuildQuery")

@@ -33,6 +33,9 @@ _SANITIZE = str.maketrans(dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 
 _INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _ESCAPE = str.maketrans({"&": "&amp;", "<": "&lt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
 _ESCAPE_RE = re.compile('[&<"\n\r\t]')
+_LXML_ATTR_ESCAPE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;",
+                                   "\r": "&#13;", "\t": "&#9;"})
+_LXML_ATTR_RE = re.compile('[&<>"\n\r\t]')
 
 
 def xml_text(text: str) -> str:
@@ -171,6 +174,10 @@ class RowShaper:
                     self.rest.append(spec.steps[0])
                 self.children.setdefault(spec.steps[0], []).append(field)
         self._template = self._make_template()
+        # One row as text: as the collection's, when no element would get the same attribute twice.
+        groups = [self.flat, *self.children.values()]
+        unique = all(len({name for _, name, _, _ in group}) == len(group) for group in groups)
+        self._single_template = self._template if unique else None
 
     @staticmethod
     def _attrib(fields: list[_Field], row: Any) -> dict[str, str]:
@@ -259,6 +266,22 @@ class RowShaper:
         """The element of `row` as a document root (operation get / getIfExists)."""
         row = self.convert(row)
         return self._fill(etree.Element(self.row_name, self._attrib(self.flat, row)), row)
+
+    def single_text(self, row: Any) -> str | None:
+        """`single(row)` serialised, written directly (for transports that send XML text: no
+        element built only to be serialised); None when the row is not a flat template (then
+        use `single`). The text is what lxml would write for the element, byte for byte."""
+        template = self._single_template
+        if template is None:
+            return None
+        segments, fields = template
+        row = self.convert(row)
+        parts = [segments[0]]
+        for (index, fmt), segment in zip(fields, segments[1:], strict=True):
+            text = fmt(row[index])
+            parts.append(text.translate(_LXML_ATTR_ESCAPE) if _LXML_ATTR_RE.search(text) else text)
+            parts.append(segment)
+        return "".join(parts)
 
     def _fill(self, elem: etree._Element, row: Any) -> etree._Element:
         for work in self.rest:

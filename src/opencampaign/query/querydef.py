@@ -9,11 +9,9 @@ whole page (never one per row). Decisions are documented in docs/querydef.md.
 
 from __future__ import annotations
 
-import bisect
 import copy
 import dataclasses
 import logging
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -47,7 +45,7 @@ from .compile_expr import (
 )
 from .expr import ast
 from .expr.errors import ExpressionError
-from .expr.lexer import T, tokenize
+from .lifting import SHAPES, LiftedQuery, document_text, lift_constants
 from .output import OutSpec, RowShaper, count_document, spec_from_xpath, target_element
 from .simplejson import RepresentationError, json_document_to_xml
 
@@ -816,30 +814,36 @@ def compile_where(storage: Storage, registry: SchemaRegistry, schema_id: str, wh
     return CompiledWhere(level.scope.table, level.scope.from_clause(), level.where_clause(), compiled.role)
 
 
-def execute_query(storage: Storage, registry: SchemaRegistry, document: Document, ctx: CallContext, *,
-                  default_line_count: int = 10000, max_expression_length: int = 65536) -> etree._Element:
+def execute_query(storage: Storage, registry: SchemaRegistry, document: Document | LiftedQuery,
+                  ctx: CallContext, *, default_line_count: int = 10000, max_expression_length: int = 65536,
+                  as_text: bool = False) -> etree._Element | str:
     """Run a queryDef (`xtk:queryDef#ExecuteQuery`); returns the output document element.
 
     Raises DataApiError (Campaign code and message chain) for every refused or failed query.
     `default_line_count` caps a select without lineCount ([query] default_line_count).
     Plans are cached (see PlanCache): a repeated document, whatever its integer constants,
-    skips parsing and planning, and runs its SQL directly on the driver.
+    skips parsing and planning, and runs its SQL directly on the driver. `as_text`: a get /
+    getIfExists row may come back as its serialised XML (str) instead of an element, for callers
+    that only serialise it.
     """
-    text = _document_text(document)
-    lifted = _lift_constants(text) if text is not None else None
+    if isinstance(document, LiftedQuery):  # lifted by the caller (the SOAP router's prepared requests)
+        lifted: LiftedQuery | None = document
+    else:
+        text = document_text(document)
+        lifted = lift_constants(text) if text is not None else None
     if lifted is None:
-        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+        return _query(storage, registry, _as_sent(document), ctx, default_line_count, max_expression_length).run()
     try:
         variables = frozenset(ctx.variables.items()) if ctx.variables else None
     except TypeError:  # unhashable variable values: not cached
-        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+        return _query(storage, registry, _as_sent(document), ctx, default_line_count, max_expression_length).run()
     rights = folder_rights(storage)
     hidden = rights.denied(ctx, "read") if rights is not None else None
     key = (lifted.key, default_line_count, max_expression_length, ctx.login_id, ctx.login, ctx.rights,
            ctx.allow_sql, variables, hidden, id(storage), id(registry))
     plan = PLANS.get(key)
     if plan is not None and plan.storage is storage and plan.registry is registry:
-        return plan.run(lifted.values)
+        return plan.run(lifted.values, as_text)
     values = lifted.values
     try:
         lifted_ctx = dataclasses.replace(ctx, variables={
@@ -848,12 +852,16 @@ def execute_query(storage: Storage, registry: SchemaRegistry, document: Document
         level, statement = query.plan()
     except errors.DataApiError:
         # errors are reported on the document as sent (the lifted form would name $(variables))
-        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+        return _query(storage, registry, _as_sent(document), ctx, default_line_count, max_expression_length).run()
     if level.collections:  # sub-selects are planned while running, from the call's values: not cached
-        return _query(storage, registry, document, ctx, default_line_count, max_expression_length).run()
+        return _query(storage, registry, _as_sent(document), ctx, default_line_count, max_expression_length).run()
     plan = _Plan(storage, registry, query, level, statement)
     PLANS.put(key, plan)
-    return plan.run(values)
+    return plan.run(values, as_text)
+
+
+def _as_sent(document: Document | LiftedQuery) -> Document:
+    return document.text() if isinstance(document, LiftedQuery) else document
 
 
 class _Plan:
@@ -874,7 +882,7 @@ class _Plan:
         self.raw = True  # False once the raw path was found unusable for this plan
         self.lock = threading.Lock()
 
-    def run(self, values: list[int]) -> etree._Element:
+    def run(self, values: list[int], as_text: bool = False) -> etree._Element | str:
         runner = self.runner
         if runner is None and self.raw:
             runner = self._runner()
@@ -886,8 +894,13 @@ class _Plan:
                     self.raw, self.runner = False, None
             else:
                 query = self.query
-                if query.qd.operation == "count":
+                operation = query.qd.operation
+                if operation == "count":
                     return count_document(query.schema.name, int((rows[0][0] if rows else 0) or 0))
+                if as_text and rows and operation != "select":
+                    text = shaper.single_text(rows[0])
+                    if text is not None:
+                        return text
                 return query.document(shaper, rows)[0]
         params = {f"oc_lift_{i}": v for i, v in enumerate(values)}
         return self.query.run_planned(self.level, self.statement, params, self.compiled)
@@ -1036,154 +1049,13 @@ class PlanCache:
         with self._lock:
             self._entries.clear()
             self.hits = self.misses = 0
-        _SHAPES.clear()
+        SHAPES.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
 PLANS = PlanCache()
-_MAX_CACHED_TEXT = 16_384
-_MAX_LIFTED_DIGITS = 18  # longer integers stay in the key (int64 planning, float fallback)
-_EXPR_ATTR = re.compile(r'(\bexpr=")([^"]*)(")')
-_ENTITY = re.compile(r"&(lt|gt|amp|quot|apos);")
-_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
-_RUNS = re.compile(r"([0-9]+)")
-_DIGITS = re.compile(r"[0-9]+")
-_MARK = "__oc_shape_"
-
-
-def _document_text(document: Document) -> str | None:
-    if isinstance(document, bytes):
-        try:
-            return document.decode("utf-8") if len(document) <= _MAX_CACHED_TEXT else None
-        except UnicodeDecodeError:
-            return None
-    if isinstance(document, str):
-        return document if len(document) <= _MAX_CACHED_TEXT else None
-    if isinstance(document, etree._Element) and isinstance(document.tag, str):
-        text = etree.tostring(document, encoding="unicode", with_tail=False)
-        return text if len(text) <= _MAX_CACHED_TEXT else None
-    return None  # SimpleJson documents are not cached
-
-
-class _Shapes:
-    """Bounded map: document skeleton (its text with every run of digits cut out) -> indexes of
-    the runs that are integer literals of `expr` attributes. Reads take no lock."""
-
-    def __init__(self, size: int = 1024):
-        self.size = size
-        self._entries: dict[str, tuple[int, ...]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, skeleton: str) -> tuple[int, ...] | None:
-        return self._entries.get(skeleton)
-
-    def put(self, skeleton: str, lifted: tuple[int, ...]) -> None:
-        with self._lock:
-            while len(self._entries) >= self.size:
-                del self._entries[next(iter(self._entries))]  # the oldest
-            self._entries[skeleton] = lifted
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-_SHAPES = _Shapes()
-
-
-class _Lifted:
-    __slots__ = ("key", "values", "parts", "lifted")
-
-    def __init__(self, key: tuple[str, tuple[str, ...]], values: list[int], parts: list[str], lifted: list[int]):
-        self.key = key  # skeleton, and each run of digits (a lifted one: its class)
-        self.values = values  # the lifted constants, in document order
-        self.parts = parts  # the text split around its runs of digits
-        self.lifted = lifted  # indexes of the lifted runs
-
-    def canonical(self) -> str:
-        """The document with each lifted constant replaced by `$(__oc_lift_N)`."""
-        parts = list(self.parts)
-        for ordinal, index in enumerate(self.lifted):
-            parts[2 * index + 1] = f"$({LIFTED_PREFIX}{ordinal})"
-        return "".join(parts)
-
-
-def _lift_constants(text: str) -> _Lifted | None:
-    """The plan-cache form of a document: the integer literals of its `expr` attributes lifted
-    out, with their values and classes; None when it cannot be lifted safely (it then runs
-    uncached). Which runs of digits are such literals depends only on the rest of the text (the
-    expression lexer treats every digit alike), so it is worked out once per skeleton
-    (`_shape_of`); a repeated document costs one regex split and a dictionary lookup."""
-    if LIFTED_PREFIX in text or "&#" in text or "\x00" in text or _MARK in text:
-        return None
-    parts = _RUNS.split(text)
-    skeleton = "\x00".join(parts[::2])
-    shape = _SHAPES.get(skeleton)
-    if shape is None:
-        shape, reusable = _shape_of(text, parts)
-        if reusable:
-            _SHAPES.put(skeleton, shape)
-    runs = parts[1::2]
-    values: list[int] = []
-    lifted: list[int] = []
-    for index in shape:
-        run = runs[index]
-        if len(run) <= _MAX_LIFTED_DIGITS:
-            value = int(run)
-            values.append(value)
-            lifted.append(index)
-            runs[index] = "z" if value == 0 else "l" if value < 2**31 else "b"
-    return _Lifted((skeleton, tuple(runs)), values, parts, lifted)
-
-
-def _shape_of(text: str, parts: list[str]) -> tuple[tuple[int, ...], bool]:
-    """Indexes of the runs of digits (`parts[2 * i + 1]`) that are integer literals of `expr`
-    attributes, and whether the answer holds for every document of the same skeleton (not when
-    the document is not well-formed: then nothing is lifted). Expressions are tokenised by the
-    expression lexer, so numbers inside strings, dates or names are never lifted; an expression it
-    refuses is left as it is. Each `expr="..."` found by the regex is checked to be a whole `expr`
-    attribute of an element of the parsed document (not text inside a comment or another value)."""
-    matches = [m for m in _EXPR_ATTR.finditer(text) if any(c.isdigit() for c in m.group(2))]
-    if not matches:
-        return (), True
-    marked, last = [], 0
-    for n, match in enumerate(matches):
-        marked += [text[last:match.start(2)], f"{_MARK}{n}"]
-        last = match.end(2)
-    marked.append(text[last:])
-    try:
-        root = parse_xml("".join(marked), source="queryDef")
-    except XMLInputError:
-        return (), False
-    whole = [value for elem in root.iter() if isinstance(elem.tag, str)
-             for value in [elem.get("expr")] if value is not None and value.startswith(_MARK)]
-    starts, position = [], 0  # offset in `text` of each run of digits
-    for n, part in enumerate(parts):
-        if n % 2:
-            starts.append(position)
-        position += len(part)
-    lifted: list[int] = []
-    for n, match in enumerate(matches):
-        if whole.count(f"{_MARK}{n}") != 1:
-            continue
-        expr = _ENTITY.sub(lambda m: _ENTITIES[m.group(1)], match.group(2))
-        try:
-            tokens = tokenize(expr)
-        except Exception:  # noqa: BLE001 - invalid: compiled (and refused) as sent
-            continue
-        spans = [m.span() for m in _DIGITS.finditer(expr)]
-        first = bisect.bisect_left(starts, match.start(2))
-        indexes = [i for i in range(first, len(starts)) if starts[i] < match.end(2)]
-        if len(indexes) != len(spans):  # entities hold no digits: cannot happen
-            continue
-        for tok in tokens:
-            if tok.kind is T.NUMBER and tok.text.isdigit() and (tok.start, tok.end) in spans:
-                lifted.append(indexes[spans.index((tok.start, tok.end))])
-    return tuple(lifted), True
-
-
 def build_query(storage: Storage, registry: SchemaRegistry, document: Document, ctx: CallContext, *,
                 default_line_count: int = 10000, max_expression_length: int = 65536) -> str:
     """The SQL of the main statement (`xtk:queryDef#BuildQuery`), constants inlined for display

@@ -202,10 +202,18 @@ class Dispatcher:
             return _anonymous()
         raise session_invalid("" if creds.security else "the security token (X-Security-Token) is missing")
 
+    def accepts_lifted(self, target: Target) -> bool:
+        """Whether the method's implementation takes a queryDef as a LiftedQuery `this` (prepared
+        requests; a JavaScript override of the method gets parsed documents)."""
+        impl = self.methods.find(target.schema.id, target.method)
+        return bool(getattr(impl, "accepts_lifted_documents", False))
+
     def dispatch(self, request: SoapRequest, action: Action, creds: Credentials, extras: dict[str, str],
-                 target: Target | None = None, caller: Caller | None = None) -> tuple[bytes, dict[str, str]]:
+                 target: Target | None = None, caller: Caller | None = None,
+                 this: Any = None) -> tuple[bytes, dict[str, str]]:
         """The reply envelope and the HTTP headers to send with it (RateLimit-*). `target` and
-        `caller` are passed when the router already resolved them."""
+        `caller` are passed when the router already resolved them; `this`, the object, when a
+        prepared request gives it (else it is read from the request)."""
         request_id = extras.get("request-id", "")
         if target is None:
             target = self.target(action)
@@ -218,21 +226,22 @@ class Dispatcher:
                             f"to '{api}' is reached. Retry in {max(1, decision.reset_seconds)} s.", status=429,
                             headers=decision.headers())
         params = request.params[1:]  # the first one is always the session token
-        this = None
         try:
             if not method.static:
                 if not params:
                     raise ValueError("the object (<document>) of a non-static method is missing")
-                this = codec.first_child(params[0])
                 if this is None:
-                    raise ValueError("the object (<document>) of a non-static method is empty")
+                    this = codec.first_child(params[0])
+                    if this is None:
+                        raise ValueError("the object (<document>) of a non-static method is empty")
                 params = params[1:]
             values = codec.decode_inputs(method, params)
         except ValueError as exc:
             raise SoapFault(READING_PARAMETERS, f"Error while reading parameters of method '{method.name}' of "
                             f"service '{action.urn}'.", [str(exc)]) from None
         call = MethodCall(instance=self.instance, ctx=ctx, schema=target.schema, method=method, this=this,
-                          params=values, headers={**extras, "session-token": token, "urn": action.urn})
+                          params=values, headers={**extras, "session-token": token, "urn": action.urn},
+                          xml_as_text=True)
         try:
             result = self.methods.call(call)
             outputs = codec.encode_outputs(method, result.outputs)

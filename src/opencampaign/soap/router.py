@@ -27,6 +27,7 @@ from . import codec
 from .dispatch import Action, Credentials, Dispatcher, Target, action_from_body, credentials, parse_action
 from .envelope import SoapRequest, build_fault, parse_request
 from .faults import BAD_REQUEST, SoapFault
+from .prepared import PLAIN_APIS, QUERY_API, Template, Templates
 
 XML_TYPES = {"text/xml", "application/soap+xml", "application/xml"}
 BODY_TIMEOUT = 30.0  # seconds to receive a whole body
@@ -49,6 +50,8 @@ SLOW_CPU = 0.02
 SLOW_WALL = 0.25
 SLOW_PENALTY = 60.0
 log = logging.getLogger("opencampaign.soap")
+TEMPLATED_APIS = frozenset({QUERY_API, *PLAIN_APIS})
+Learn = tuple[Target, "str | None", bool]  # what a template of the request needs from its call
 
 
 class BodyTooLarge(Exception):
@@ -156,6 +159,11 @@ class InlinePolicy:
 
     def key(self, target: Target, request: SoapRequest) -> str | None:
         """A name for this kind of call when it may run on the loop, else None."""
+        return self.available(self.kind(target, request))
+
+    def kind(self, target: Target, request: SoapRequest) -> str | None:
+        """A name for this kind of call when it is short enough for the loop (whether or not it was
+        seen slow lately), else None."""
         if not self.enabled:
             return None
         api = target.api
@@ -169,7 +177,12 @@ class InlinePolicy:
         schema_id = query.get("schema") or ""
         if not self._local_read(schema_id):
             return None
-        key = f"{api}:{schema_id}"
+        return f"{api}:{schema_id}"
+
+    def available(self, key: str | None) -> str | None:
+        """`key`, unless that kind of call was seen slow lately."""
+        if key is None:
+            return None
         until = self._slow_until.get(key)
         if until is not None:
             if time.monotonic() < until:
@@ -223,6 +236,7 @@ class SoapRouter:
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="soap") if threads > 0 else None
         self.inline = InlinePolicy(instance, enabled=security_for(instance).limits.local)
         self.deadlines = BodyDeadlines()
+        self.templates = Templates()  # prepared requests (prepared.py)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """As an ASGI app behind RequestLog (which adds the x-request-id header)."""
@@ -258,13 +272,23 @@ class SoapRouter:
                 raise
             finally:
                 self.deadlines.done(task)
-            soap = parse_request(body, params.get("charset"))
-            action = self._action(headers, soap, params)
+            charset = params.get("charset")
+            action_key = f"{headers.get('soapaction', '')}\x00{params.get('action', '')}"
+            prepared = self.templates.match(action_key, charset, body)
+            if prepared is None:
+                soap = parse_request(body, charset)
+                action = self._action(headers, soap, params)
+                template, this = None, None
+            else:
+                template, this = prepared
+                soap, action = template.request, template.action
             if log_extra is not None:
                 log_extra["action"] = f"{action.urn}#{action.method}"
             cookie = headers.get("cookie")
             creds = credentials(headers, cookie_parser(cookie) if cookie else {}, soap)
-            reply, reply_headers = await self._call(soap, action, creds, extras)
+            reply, reply_headers, learn = await self._call(soap, action, creds, extras, template, this)
+            if learn is not None:
+                self.templates.learn(action_key, charset, body, soap, action, *learn)
         except SoapFault as fault:
             if log_extra is not None:
                 log_extra["fault"] = fault.code
@@ -276,25 +300,35 @@ class SoapRouter:
         await _respond(send, 200, reply, reply_headers, request_id)
         return 200
 
-    async def _call(self, soap: SoapRequest, action: Action, creds: Credentials,
-                    extras: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    async def _call(self, soap: SoapRequest, action: Action, creds: Credentials, extras: dict[str, str],
+                    template: Template | None, this: Any) -> tuple[bytes, dict[str, str], Learn | None]:
+        """The reply and its headers; and, for a parsed request that may be templated, what its
+        template needs (the call's target, inline key, whether the method takes lifted documents)."""
         dispatcher = self.dispatcher
-        target = dispatcher.target(action)
+        if template is not None:
+            target, kind = template.target, template.inline_key
+        else:
+            target = dispatcher.target(action)
+            kind = self.inline.kind(target, soap) if self.executor is not None else None
+        learn = None if template is not None or target.api not in TEMPLATED_APIS else \
+            (target, kind, dispatcher.accepts_lifted(target))
         if self.executor is None:
-            return dispatcher.dispatch(soap, action, creds, extras, target)
-        key = self.inline.key(target, soap)
+            return (*dispatcher.dispatch(soap, action, creds, extras, target, None, this), learn)
+        key = self.inline.available(kind)
         if key is not None:
             caller = dispatcher.authenticate_cached(creds, target.method)
             if caller is not None:
                 cpu, wall = time.thread_time(), time.perf_counter()
                 try:
-                    return dispatcher.dispatch(soap, action, creds, extras, target, caller)
+                    return (*dispatcher.dispatch(soap, action, creds, extras, target, caller, this), learn)
                 finally:
                     wall = time.perf_counter() - wall
                     if wall > SLOW_CPU:  # CPU time <= wall time: only then is it worth a second system call
                         self.inline.observe(key, time.thread_time() - cpu, wall)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, dispatcher.dispatch, soap, action, creds, extras, target)
+        reply = await loop.run_in_executor(self.executor, dispatcher.dispatch, soap, action, creds, extras, target,
+                                           None, this)
+        return (*reply, learn)
 
     @staticmethod
     def _action(headers: dict[str, str], soap: SoapRequest, params: dict[str, str]) -> Action:
