@@ -21,10 +21,20 @@ def _query(call: MethodCall) -> Any:
     return call.this
 
 
+_LIMITS: dict[int, tuple[Any, dict[str, int]]] = {}  # id(settings) -> (settings, limits): read once
+
+
 def _limits(instance: Any) -> dict[str, int]:
     settings = instance.settings
-    return {"default_line_count": int(settings.get("query", "default_line_count", 10000)),
-            "max_expression_length": int(settings.get("query", "max_expression_length", 65536))}
+    known = _LIMITS.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
+    limits = {"default_line_count": int(settings.get("query", "default_line_count", 10000)),
+              "max_expression_length": int(settings.get("query", "max_expression_length", 65536))}
+    if len(_LIMITS) > 64:
+        _LIMITS.clear()
+    _LIMITS[id(settings)] = (settings, limits)
+    return limits
 
 
 @REGISTRY.implements("xtk:queryDef#ExecuteQuery")

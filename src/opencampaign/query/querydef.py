@@ -1029,14 +1029,19 @@ class PlanCache:
         self.hits = self.misses = 0
 
     def get(self, key: Any) -> _Plan | None:
-        with self._lock:
-            plan = self._entries.get(key)
-            if plan is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return plan
+        # No lock: each OrderedDict operation is atomic (GIL); an entry evicted between the read
+        # and the move is simply not refreshed. The counters are statistics, not exact under races.
+        entries = self._entries
+        plan = entries.get(key)
+        if plan is None:
+            self.misses += 1
+            return None
+        try:  # noqa: SIM105 - cheaper than contextlib.suppress on this path
+            entries.move_to_end(key)
+        except KeyError:
+            pass
+        self.hits += 1
+        return plan
 
     def put(self, key: Any, plan: _Plan) -> None:
         with self._lock:

@@ -80,6 +80,9 @@ _LOCK = threading.Lock()
 
 def folder_rights(storage: Any) -> FolderRights | None:
     """The folder rights of a storage, or None when its schemas have no xtk:folderAccess."""
+    rights = _RIGHTS.get(storage)  # every queryDef asks: no lock once known
+    if rights is not None:
+        return rights
     try:
         storage.table("xtk:folderAccess")
     except KeyError:

@@ -73,10 +73,21 @@ def decode_input(param: Param, elem: etree._Element | None) -> Any:
         raise ValueError(f"parameter '{param.name}' ({param.type}): {exc}") from None
 
 
+# id(method) -> (method, its inputs, its outputs): schemas, and so methods, live as long as the process.
+_PARAMS: dict[int, tuple[Method, list[Param], list[Param]]] = {}
+
+
+def _params(method: Method) -> tuple[list[Param], list[Param]]:
+    known = _PARAMS.get(id(method))
+    if known is None or known[0] is not method:
+        known = _PARAMS[id(method)] = (method, method.inputs, method.outputs)
+    return known[1], known[2]
+
+
 def decode_inputs(method: Method, elems: list[etree._Element]) -> dict[str, Any]:
     """Missing trailing inputs read as empty values, as Campaign treats absent parameters."""
     values: dict[str, Any] = {}
-    for position, param in enumerate(method.inputs):
+    for position, param in enumerate(_params(method)[0]):
         values[param.name] = decode_input(param, elems[position] if position < len(elems) else None)
     return values
 
@@ -115,7 +126,7 @@ def _element(value: Any) -> etree._Element:
 
 
 def encode_outputs(method: Method, values: list[Any]) -> list[Output]:
-    outputs = method.outputs
+    outputs = _params(method)[1]
     if len(values) != len(outputs):
         raise TypeError(f"{method.name} returned {len(values)} value(s) for {len(outputs)} output(s)")
     return [encode_output(method, p, v) for p, v in zip(outputs, values, strict=True)]

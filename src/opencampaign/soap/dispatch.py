@@ -108,12 +108,16 @@ class Credentials:
     security: str = ""
 
 
-def credentials(headers: Any, cookies: dict[str, str], request: SoapRequest) -> Credentials:
-    """Tokens from every place clients put them (soap-protocol.md §1.2), first non-empty wins.
+@dataclass(frozen=True)
+class BodyTokens:
+    """The tokens an envelope carries: the session token of its SOAP header cookie, else of its
+    `<sessiontoken>` parameter, and its SOAP header security token."""
 
-    `headers`: any mapping with lower-case names (Starlette's Headers, or the router's dict)."""
-    auth = headers.get("authorization", "")
-    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    session: str = ""
+    security: str = ""
+
+
+def body_tokens(request: SoapRequest) -> BodyTokens:
     header_cookie = ""
     cookie_header = request.header.get("cookie", "")
     if cookie_header:
@@ -126,9 +130,22 @@ def credentials(headers: Any, cookies: dict[str, str], request: SoapRequest) -> 
         first = request.params[0]
         if first.tag.rpartition("}")[2].lower() in ("sessiontoken", "__sessiontoken"):
             body_token = (first.text or "").strip()
-    session = (headers.get("x-session-token", "").strip() or header_cookie or body_token
+    return BodyTokens(header_cookie or body_token, request.header.get("x-security-token", ""))
+
+
+def credentials(headers: Any, cookies: dict[str, str], request: SoapRequest,
+                tokens: BodyTokens | None = None) -> Credentials:
+    """Tokens from every place clients put them (soap-protocol.md §1.2), first non-empty wins.
+
+    `headers`: any mapping with lower-case names (Starlette's Headers, or the router's dict).
+    `tokens`: the request's body_tokens, when already known (prepared requests)."""
+    auth = headers.get("authorization", "")
+    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if tokens is None:
+        tokens = body_tokens(request)
+    session = (headers.get("x-session-token", "").strip() or tokens.session
                or cookies.get("__sessiontoken", "").strip())
-    security = headers.get("x-security-token", "").strip() or request.header.get("x-security-token", "")
+    security = headers.get("x-security-token", "").strip() or tokens.security
     return Credentials(bearer=bearer, session=session, security=security)
 
 

@@ -32,7 +32,7 @@ from ..query.lifting import (
     shape_of,
 )
 from . import codec
-from .dispatch import Action, Target
+from .dispatch import Action, BodyTokens, Target, body_tokens
 from .envelope import SoapRequest
 
 QUERY_API = "xtk:queryDef#ExecuteQuery"
@@ -40,7 +40,6 @@ PLAIN_APIS = frozenset({"xtk:session#GetServerTime"})  # static, no inputs: the 
 MAX_TEMPLATE_BYTES = 16_384
 TEMPLATES_PER_GROUP = 16  # shapes kept per SOAPAction; matching tries each (newest first)
 NEW_TEMPLATES_PER_SECOND = 32  # per group: a client sending ever new shapes pays for a few analyses only
-_DIGITS = re.compile(rb"[0-9]{1,%d}" % MAX_LIFTED_DIGITS)
 _RUNS = re.compile(r"([0-9]+)")
 
 
@@ -53,6 +52,7 @@ class Template:
     target: Target
     query: LiftedQuery | None  # ExecuteQuery: its document, with that body's constants
     inline_key: str | None  # the router's name for this kind of call when it may run on the event loop
+    tokens: BodyTokens  # the session and security tokens the body carries
 
     def match(self, body: bytes) -> LiftedQuery | None | bool:
         """False when `body` does not have this shape; else the queryDef with the body's
@@ -68,13 +68,14 @@ class Template:
         position = len(head)
         values: list[int] = []
         for segment, kind in zip(segments[1:], self.classes, strict=True):
-            digits = _DIGITS.match(body, position)
-            if digits is None:
+            window = body[position:position + MAX_LIFTED_DIGITS + 1]
+            length = len(window) - len(window.lstrip(b"0123456789"))
+            if not 0 < length <= MAX_LIFTED_DIGITS:
                 return False
-            end = digits.end()
-            value = int(digits.group())
-            # The segment after a constant starts with a non-digit: the run is whole and not too long.
-            if constant_class(value) != kind or not body.startswith(segment, end):
+            value = int(window[:length])
+            end = position + length
+            # The segment after a constant starts with a non-digit: the run is whole.
+            if kind != ("z" if value == 0 else "l" if value < 2**31 else "b") or not body.startswith(segment, end):
                 return False
             values.append(value)
             position = end + len(segment)
@@ -141,7 +142,7 @@ def make_template(body: bytes, request: SoapRequest, action: Action, target: Tar
     exactly the document's lifted constants, in order; anything else is not templated."""
     api = target.api
     if api in PLAIN_APIS:
-        return Template((body,), (), request, action, target, None, inline_key)
+        return Template((body,), (), request, action, target, None, inline_key, body_tokens(request))
     if api != QUERY_API or not accepts_lifted or b"&#" in body or len(request.params) != 2:
         return None
     document = codec.first_child(request.params[1])
@@ -172,4 +173,4 @@ def make_template(body: bytes, request: SoapRequest, action: Action, target: Tar
             or any(s[-1:].isdigit() for s in segments[:-1]):
         return None
     classes = tuple(constant_class(value) for value in query.values)
-    return Template(tuple(segments), classes, request, action, target, query, inline_key)
+    return Template(tuple(segments), classes, request, action, target, query, inline_key, body_tokens(request))

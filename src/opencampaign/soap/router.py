@@ -285,7 +285,8 @@ class SoapRouter:
             if log_extra is not None:
                 log_extra["action"] = f"{action.urn}#{action.method}"
             cookie = headers.get("cookie")
-            creds = credentials(headers, cookie_parser(cookie) if cookie else {}, soap)
+            creds = credentials(headers, cookie_parser(cookie) if cookie else {}, soap,
+                                template.tokens if template is not None else None)
             reply, reply_headers, learn = await self._call(soap, action, creds, extras, template, this)
             if learn is not None:
                 self.templates.learn(action_key, charset, body, soap, action, *learn)
