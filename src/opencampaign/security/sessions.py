@@ -28,6 +28,7 @@ import uuid
 import weakref
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,7 +91,14 @@ class Session:
     home_dir: str = ""
 
     def context(self) -> CallContext:
-        return CallContext(login=self.login, login_id=self.operator_id, rights=self.rights)
+        """The caller of this session's calls: built once (every call asks), with read-only
+        variables so that no call can leave values behind for the next one."""
+        ctx = self.__dict__.get("_context")
+        if ctx is None:
+            ctx = CallContext(login=self.login, login_id=self.operator_id, rights=self.rights,
+                              variables=MappingProxyType({}))  # type: ignore[arg-type]
+            self.__dict__["_context"] = ctx  # frozen dataclass: a cache, not a field
+        return ctx
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
 
 from starlette.requests import ClientDisconnect, cookie_parser
@@ -58,6 +59,7 @@ class BodyTooLarge(Exception):
     pass
 
 
+@lru_cache(maxsize=256)  # clients send one or two Content-Type values; the result is only read
 def _media(content_type: str) -> tuple[str, dict[str, str]]:
     kind, *params = [p.strip() for p in content_type.split(";")]
     values = {}
