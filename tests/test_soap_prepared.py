@@ -17,7 +17,7 @@ from lxml import etree
 
 from opencampaign.query.output import OutSpec, RowShaper
 from opencampaign.soap.dispatch import Action, Target
-from opencampaign.soap.envelope import parse_request
+from opencampaign.soap.envelope import Output, build_response, build_xml_response, parse_request
 from opencampaign.soap.prepared import Templates, make_template
 
 from .live_server import LiveServer
@@ -201,3 +201,9 @@ def test_row_text_is_what_lxml_writes(value):
 def test_row_text_declines_repeated_names():
     shaper = RowShaper("recipient", [(0, OutSpec((), "id", "long")), (1, OutSpec((), "id", "long"))])
     assert shaper.single_text((1, 2)) is None
+
+
+def test_one_xml_output_reply_is_the_general_reply():
+    xml = '<recipient id="1" email="a&amp;b@x.org"/>'
+    general = build_response("ExecuteQuery", "xtk:queryDef", [Output("pdomOutput", "ns:Element", xml=xml)])
+    assert build_xml_response("ExecuteQuery", "xtk:queryDef", "pdomOutput", xml) == general

@@ -125,6 +125,18 @@ def _element(value: Any) -> etree._Element:
     raise TypeError(f"expected an XML element, got {type(value).__name__}")
 
 
+def xml_output_name(method: Method, values: list[Any]) -> str | None:
+    """The output name when `values` is one XML output already serialised, else None (the reply
+    then goes through encode_outputs)."""
+    if len(values) != 1 or type(values[0]) is not str:
+        return None
+    outputs = _params(method)[1]
+    if len(outputs) != 1:
+        return None
+    name, kind, _ = _output_spec(method, outputs[0])
+    return name if kind is None else None
+
+
 def encode_outputs(method: Method, values: list[Any]) -> list[Output]:
     outputs = _params(method)[1]
     if len(values) != len(outputs):

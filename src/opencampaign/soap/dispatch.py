@@ -20,7 +20,7 @@ from ..schema.registry import SchemaRegistry
 from ..security.services import Security, TokenError, security_for
 from ..security.sessions import Session, SessionStore
 from . import codec
-from .envelope import SoapRequest, build_response, namespace_urn
+from .envelope import SoapRequest, build_response, build_xml_response, namespace_urn
 from .faults import RATE_LIMITED, READING_PARAMETERS, SoapFault, from_exception, not_defined, session_invalid
 
 _SCHEMA_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*:[A-Za-z][A-Za-z0-9_]*")
@@ -261,6 +261,11 @@ class Dispatcher:
                           xml_as_text=True)
         try:
             result = self.methods.call(call)
+            if result.this is None or method.static:
+                name = codec.xml_output_name(method, result.outputs)
+                if name is not None:  # one XML text (a queryDef row): no Output objects
+                    return (build_xml_response(action.method, target.schema.id, name, result.outputs[0]),
+                            decision.headers())
             outputs = codec.encode_outputs(method, result.outputs)
             if not method.static and result.this is not None:
                 outputs.insert(0, codec.encode_entity(result.this))

@@ -168,6 +168,21 @@ def _frame(method: str, urn: str) -> tuple[str, str]:
     return frame
 
 
+_XML_FRAMES: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+
+def build_xml_response(method: str, urn: str, name: str, xml: str) -> bytes:
+    """`build_response` with one output, literal XML named `name` (an ExecuteQuery result)."""
+    frame = _XML_FRAMES.get((method, urn, name))
+    if frame is None:
+        head, tail = _frame(method, urn)
+        frame = (f"{head}<{name} xsi:type='ns:Element' SOAP-ENV:encodingStyle='{LITERAL_XML}'>",
+                 f"</{name}>\n{tail}")
+        if len(_XML_FRAMES) < _FRAMES_MAX:
+            _XML_FRAMES[(method, urn, name)] = frame
+    return f"{frame[0]}{xml}{frame[1]}".encode()
+
+
 def build_response(method: str, urn: str, outputs: list[Output]) -> bytes:
     """`urn` is the namespace of the reply element (the object schema, as Campaign answers)."""
     head, tail = _frame(method, urn)

@@ -65,6 +65,15 @@ class Template:
             return (self.query if self.query is not None else True) if len(body) == len(head) else False
         if not body.endswith(segments[-1]):
             return False
+        if len(segments) == 2:  # one constant (a get by key): the digits are what lies between
+            digits = body[len(head):len(body) - len(segments[1])]
+            if not 0 < len(digits) <= MAX_LIFTED_DIGITS or not digits.isdigit():
+                return False
+            value = int(digits)
+            if self.classes[0] != ("z" if value == 0 else "l" if value < 2**31 else "b"):
+                return False
+            assert self.query is not None
+            return self.query.with_values([value])
         position = len(head)
         values: list[int] = []
         for segment, kind in zip(segments[1:], self.classes, strict=True):
