@@ -39,6 +39,7 @@ QUERY_API = "xtk:queryDef#ExecuteQuery"
 PLAIN_APIS = frozenset({"xtk:session#GetServerTime"})  # static, no inputs: the body carries only tokens
 MAX_TEMPLATE_BYTES = 16_384
 TEMPLATES_PER_GROUP = 16  # shapes kept per SOAPAction; matching tries each (newest first)
+MAX_GROUPS = 16  # (SOAPAction, charset) pairs; with the above, at most 256 templates of <= 16 KiB
 NEW_TEMPLATES_PER_SECOND = 32  # per group: a client sending ever new shapes pays for a few analyses only
 _RUNS = re.compile(r"([0-9]+)")
 
@@ -109,7 +110,7 @@ class Templates:
         for template in group:
             found = template.match(body)
             if found is not False:
-                return template, found
+                return template, (None if found is True else found)
         return None
 
     def learn(self, action_header: str, charset: str | None, body: bytes, request: SoapRequest, action: Action,
@@ -124,7 +125,7 @@ class Templates:
         with self._lock:
             kept = [t for t in self._groups.get(key, ()) if t.segments != template.segments]
             self._groups[key] = (template, *kept[:TEMPLATES_PER_GROUP - 1])
-            if len(self._groups) > 256:  # SOAPAction values are routed ones; bounded all the same
+            if len(self._groups) > MAX_GROUPS:  # variants of a routed SOAPAction, or of the charset
                 self._groups.pop(next(iter(self._groups)))
 
     def _spend(self, key: tuple[str, str | None]) -> bool:
