@@ -29,6 +29,7 @@ from ..schema.registry import SchemaRegistry
 from ..security.conditions import access_denied
 from ..security.folders import folder_column, folder_rights
 from ..storage.engines import ReadConnections, read_connection, read_connections
+from ..storage.pgraw import PreparedRead
 from ..storage.placement import CLOUD, LOCAL
 from ..storage.storage import Storage
 from ..xmlsafe import XMLInputError, parse_xml
@@ -912,7 +913,8 @@ class _Plan:
                 engine = query.storage.engine(query.role)
                 reads = read_connections(engine)
                 try:
-                    self.runner = _Runner(reads, self.statement, self.level) if reads is not None else None
+                    single = query.qd.operation in ("get", "getIfExists")
+                    self.runner = _Runner(reads, self.statement, self.level, single) if reads is not None else None
                 except (_UseSqlAlchemy, ExpressionError, sa.exc.SQLAlchemyError):
                     self.runner = None  # SQLAlchemy reports compile errors, as for uncached queries
                 self.raw = self.runner is not None
@@ -939,7 +941,7 @@ class _Runner:
     would do per call — compiled-cache lookup, execution context, events, result metadata, Row
     objects, pool checkout with its reset — is done once here or not needed for a single read."""
 
-    def __init__(self, reads: ReadConnections, statement: sa.Select, level: _Level):
+    def __init__(self, reads: ReadConnections, statement: sa.Select, level: _Level, single_row: bool = False):
         dialect = reads.dialect
         compiled = statement.compile(dialect=dialect)
         processors = getattr(compiled, "_bind_processors", None)
@@ -965,6 +967,9 @@ class _Runner:
         self.types = [column.type for column in statement.selected_columns]
         self.level = level
         self.shaper: RowShaper | None = None  # built on the first fetch, from the driver's column types
+        # One-row reads on PostgreSQL skip psycopg's cursor machinery (storage/pgraw.py).
+        self.libpq = PreparedRead(self.sql) if single_row and reads.name == "postgresql" and not compiled.positional \
+            else None
 
     def parameters(self, values: list[int]) -> Any:
         if self.plain:
@@ -983,6 +988,13 @@ class _Runner:
         raw = reads.acquire()
         cursor = None
         try:
+            if self.libpq is not None:
+                found = self.libpq.run(raw.dbapi, params)
+                if found is not None:
+                    rows, description = found
+                    shaper = self.shaper or self._shaper(description)
+                    reads.release(raw)
+                    return rows, shaper
             cursor = raw.dbapi.cursor()
             cursor.execute(self.sql, params)
             shaper = self.shaper or self._shaper(cursor.description)
