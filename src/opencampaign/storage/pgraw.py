@@ -94,6 +94,8 @@ class PreparedRead:
         self.order = order
         self.name = next(_NAMES)
         self.usable = True  # False once a result column has no loader: always the cursor then
+        # The result's column types, their loaders and (name, type) description, as last seen.
+        self._columns: tuple[list[int], list[Callable[[bytes], Any]], list[tuple[str, int]]] | None = None
 
     def run(self, connection: Any, params: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]]] | None:
         """(rows, [(column name, type oid)]), or None: run it on a cursor instead."""
@@ -121,15 +123,19 @@ class PreparedRead:
             return None
         width = result.nfields
         types = [result.ftype(j) for j in range(width)]
-        loaders = [LOADERS.get(oid) for oid in types]
-        if None in loaders:
-            self.usable = False
-            return None
+        columns = self._columns
+        if columns is None or columns[0] != types:  # first run, or the table changed since
+            found = [LOADERS.get(oid) for oid in types]
+            if None in found:
+                self.usable = False
+                return None
+            description = [(result.fname(j).decode("utf-8"), types[j]) for j in range(width)]
+            columns = self._columns = (types, found, description)  # type: ignore[assignment]
+        _, loaders, description = columns
         get = result.get_value
         try:
             rows = [tuple(None if (raw := get(i, j)) is None else loaders[j](raw)  # type: ignore[misc]
                           for j in range(width)) for i in range(result.ntuples)]
         except (ValueError, ArithmeticError):  # a value beyond these loaders ('infinity'...)
             return None
-        description = [(result.fname(j).decode("utf-8"), types[j]) for j in range(width)]
         return rows, description
